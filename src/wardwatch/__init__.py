@@ -1,0 +1,3 @@
+"""wardwatch: a sepsis early-warning model put at the bedside safely."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,16 @@
+"""The store: schema and queries (SQLAlchemy 2); SQLite by default, PostgreSQL by URL."""
+
+from wardwatch.store.engine import StoreError, engine_from_settings, init_db, open_engine
+from wardwatch.store.writes import Batch, Receipt, WriteResult, seen_message, write_batch
+
+__all__ = [
+    "Batch",
+    "Receipt",
+    "StoreError",
+    "WriteResult",
+    "engine_from_settings",
+    "init_db",
+    "open_engine",
+    "seen_message",
+    "write_batch",
+]

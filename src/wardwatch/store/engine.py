@@ -1,0 +1,59 @@
+"""Opening the database: SQLite (WAL) by default, PostgreSQL by URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+
+from wardwatch.settings import Settings
+from wardwatch.store.schema import metadata
+
+
+class StoreError(RuntimeError):
+    """The database cannot be opened or used; the message says what to check."""
+
+
+def _sqlite_pragmas(synchronous: str) -> Any:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        # WAL: readers (the web page) never block the writer (the ingest), and a killed
+        # process loses only its uncommitted transaction.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    return on_connect
+
+
+def open_engine(url: str, *, sqlite_synchronous: str = "NORMAL") -> Engine:
+    """An engine for `url`, with SQLite's directory created and its pragmas set."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url)
+        if sqlite_synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise StoreError(f"sqlite_synchronous must be NORMAL or FULL, not {sqlite_synchronous}")
+        event.listen(engine, "connect", _sqlite_pragmas(sqlite_synchronous.upper()))
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    try:
+        return create_engine(url, pool_pre_ping=True)
+    except Exception as error:  # noqa: BLE001 - any driver error becomes one readable message
+        raise StoreError(f"cannot open database {url!r}: {error}") from error
+
+
+def engine_from_settings(settings: Settings) -> Engine:
+    return open_engine(
+        settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous
+    )
+
+
+def init_db(engine: Engine) -> None:
+    """Create missing tables; existing data is never touched."""
+    metadata.create_all(engine)
