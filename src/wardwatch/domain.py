@@ -10,6 +10,7 @@ batch of a million go through the same code.
 from __future__ import annotations
 
 import dataclasses
+import operator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -37,6 +38,10 @@ class Encounter:
     unit: str | None = None  # care unit: "MICU", "SICU", "ED", "ward" ...
     admitted_at: datetime | None = None  # admission to this unit (ICU in PhysioNet data)
     hospital_admitted_at: datetime | None = None
+    discharged_at: datetime | None = None  # end of the stay's record; None while still here
+    # First hourly record when it is later than the first hour (PhysioNet stays often start
+    # their rows at ICULOS 2 or later); None means records start with the first hour.
+    records_start_at: datetime | None = None
     age_years: float | None = None  # age at admission, when the source gives no birth date
     sepsis_onset_at: datetime | None = None  # label, only from sources that carry one
     source: str = ""
@@ -92,6 +97,9 @@ class Rejection:
 REPORTED_COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Reported))
 OBSERVATION_COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Observation))
 REJECTION_COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Rejection))
+# attrgetter, not dataclasses.astuple: astuple deep-copies every field (10× slower in bulk).
+_reported_row = operator.attrgetter(*REPORTED_COLUMNS)
+_rejection_row = operator.attrgetter(*REJECTION_COLUMNS)
 
 
 def utc(moment: datetime) -> datetime:
@@ -103,22 +111,21 @@ def utc(moment: datetime) -> datetime:
 
 def reported_frame(items: list[Reported]) -> pd.DataFrame:
     """Reported items as a frame with `REPORTED_COLUMNS`; effective_at as UTC timestamps."""
-    frame = pd.DataFrame([dataclasses.astuple(i) for i in items], columns=list(REPORTED_COLUMNS))
+    frame = pd.DataFrame([_reported_row(i) for i in items], columns=list(REPORTED_COLUMNS))
     frame["value"] = pd.to_numeric(frame["value"], errors="coerce").astype("float64")
     frame["effective_at"] = pd.to_datetime(frame["effective_at"], utc=True)
     return frame
 
 
 def rejection_frame(items: list[Rejection]) -> pd.DataFrame:
-    return pd.DataFrame([dataclasses.astuple(i) for i in items], columns=list(REJECTION_COLUMNS))
+    return pd.DataFrame([_rejection_row(i) for i in items], columns=list(REJECTION_COLUMNS))
 
 
 def observations_from_frame(frame: pd.DataFrame) -> list[Observation]:
     """Turn a normalized frame back into domain objects (for small batches and the API)."""
-    rows = frame.loc[:, list(OBSERVATION_COLUMNS)].to_dict("records")
-    return [
-        Observation(**{**r, "effective_at": r["effective_at"].to_pydatetime()}) for r in rows
-    ]
+    columns = frame.loc[:, list(OBSERVATION_COLUMNS)]
+    rows = columns.astype(object).where(columns.notna(), None).to_dict("records")
+    return [Observation(**{**r, "effective_at": r["effective_at"].to_pydatetime()}) for r in rows]
 
 
 @dataclass(slots=True)

@@ -29,7 +29,8 @@ class Settings:
     local_code_map: Path | None = None  # hospital's CSV; None: the shipped example map
     # SQLite synchronous mode: NORMAL survives a killed process (WAL), FULL also a power cut.
     sqlite_synchronous: str = "NORMAL"
-    batch_size: int = 50_000
+    # PhysioNet files are committed this many patients per transaction.
+    psv_patients_per_batch: int = 1000
 
     @property
     def resolved_database_url(self) -> str:
@@ -44,7 +45,7 @@ _ENV = {
     "local_code_map": "WARDWATCH_LOCAL_CODE_MAP",
     "sqlite_synchronous": "WARDWATCH_SQLITE_SYNCHRONOUS",
     "oldest_year": "WARDWATCH_OLDEST_YEAR",
-    "batch_size": "WARDWATCH_BATCH_SIZE",
+    "psv_patients_per_batch": "WARDWATCH_PSV_PATIENTS_PER_BATCH",
 }
 
 

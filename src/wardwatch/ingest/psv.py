@@ -165,7 +165,7 @@ def sepsis_onset_hours(wide: pd.DataFrame) -> pd.Series:
     if LABEL not in wide.columns:
         return pd.Series(dtype="float64")
     labelled = wide.loc[wide[LABEL] == 1]
-    return labelled.groupby("patient_id", sort=False)["ICULOS"].min() - 1 + LABEL_LEAD_HOURS
+    return labelled.groupby("patient_id", sort=False)["ICULOS"].min() + LABEL_LEAD_HOURS
 
 
 def _at(admitted_at: datetime, hours: float) -> datetime | None:
@@ -179,6 +179,7 @@ def patients_and_encounters(
 ) -> tuple[list[Patient], list[Encounter]]:
     """One Patient and one ICU Encounter per patient in a wide cohort frame."""
     first = wide.groupby("patient_id", sort=False)[list(DEMOGRAPHICS)].first()
+    span = wide.groupby("patient_id", sort=False)["ICULOS"].agg(["min", "max"])
     onset = sepsis_onset_hours(wide).reindex(first.index)
     units = _unit(first)
     patients, encounters = [], []
@@ -192,6 +193,8 @@ def patients_and_encounters(
                 unit=units[pid],
                 admitted_at=admitted_at,
                 hospital_admitted_at=_at(admitted_at, row["HospAdmTime"]),
+                discharged_at=_at(admitted_at, span.at[pid, "max"]),
+                records_start_at=_at(admitted_at, span.at[pid, "min"]),
                 age_years=None if np.isnan(row["Age"]) else float(row["Age"]),
                 sepsis_onset_at=_at(admitted_at, onset[pid]),
                 source=SOURCE,

@@ -44,7 +44,7 @@ def open_engine(url: str, *, sqlite_synchronous: str = "NORMAL") -> Engine:
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     try:
         return create_engine(url, pool_pre_ping=True)
-    except Exception as error:  # noqa: BLE001 - any driver error becomes one readable message
+    except Exception as error:
         raise StoreError(f"cannot open database {url!r}: {error}") from error
 
 

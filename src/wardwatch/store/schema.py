@@ -66,6 +66,8 @@ encounters = Table(
     Column("unit", String(32)),
     Column("admitted_at", UtcDateTime),
     Column("hospital_admitted_at", UtcDateTime),
+    Column("discharged_at", UtcDateTime),
+    Column("records_start_at", UtcDateTime),
     Column("age_years", Float),
     Column("sepsis_onset_at", UtcDateTime),
     Column("source", String(32), nullable=False, default=""),

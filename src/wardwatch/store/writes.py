@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from wardwatch.domain import Encounter, Patient
-from wardwatch.store.schema import encounters, observations, patients, quarantine, receipts
+from wardwatch.store.schema import encounters, patients, quarantine, receipts
 
 OBSERVATION_ROW = (
     "patient_id", "encounter_id", "loinc", "variable", "value", "value_text", "comparator",
@@ -91,6 +91,8 @@ def write_encounters(conn: Connection, items: list[Encounter], now: datetime) ->
             "unit": e.unit,
             "admitted_at": e.admitted_at,
             "hospital_admitted_at": e.hospital_admitted_at,
+            "discharged_at": e.discharged_at,
+            "records_start_at": e.records_start_at,
             "age_years": e.age_years,
             "sepsis_onset_at": e.sepsis_onset_at,
             "source": e.source,

@@ -1,0 +1,142 @@
+"""`wardwatch ingest PATH`: recognise what a path holds and send it down the pipeline.
+
+A path may be a PhysioNet .psv file, a directory or .tar.gz of them, FHIR JSON / NDJSON
+files, HL7 v2 files, or a directory or archive mixing these. Each kind is recognised by its
+name and, for archives, by their members.
+"""
+
+from __future__ import annotations
+
+import tarfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from wardwatch.ingest import fhir, hl7v2, psv
+from wardwatch.ingest.listener import store_hl7_message
+from wardwatch.ingest.pipeline import IngestSummary, Pipeline, store_batch, store_parsed
+
+Progress = Callable[[int], None]  # called with how many units of work were just finished
+
+FHIR_SUFFIXES = (".json", ".ndjson")
+HL7_SUFFIXES = (".hl7", ".hl7v2", ".oru")
+
+
+class IngestError(ValueError):
+    """A path that wardwatch cannot read at all (the message says what it expected)."""
+
+
+def _noop(_n: int) -> None:
+    return None
+
+
+def kind_of(path: Path) -> str:
+    """ "psv", "fhir", "hl7" or "mixed" (a directory or archive of several kinds)."""
+    if not path.exists():
+        raise IngestError(f"{path}: no such file or directory")
+    names = _member_names(path)
+    kinds = {_kind_of_name(n) for n in names} - {None}
+    if not kinds:
+        raise IngestError(
+            f"{path}: found no .psv, .json, .ndjson or .hl7 files; "
+            "give a PhysioNet .psv file/directory/.tar.gz, FHIR JSON or NDJSON, or HL7 v2 files"
+        )
+    return kinds.pop() if len(kinds) == 1 else "mixed"  # type: ignore[return-value]
+
+
+def _kind_of_name(name: str) -> str | None:
+    if name.endswith(".psv"):
+        return "psv"
+    if name.endswith(FHIR_SUFFIXES):
+        return "fhir"
+    if name.endswith(HL7_SUFFIXES):
+        return "hl7"
+    return None
+
+
+def _member_names(path: Path) -> list[str]:
+    if path.is_dir():
+        return [str(p) for p in sorted(path.rglob("*")) if p.is_file()]
+    if path.name.endswith((".tar.gz", ".tgz", ".tar")):
+        with tarfile.open(path) as archive:
+            return [m.name for m in archive if m.isfile()]
+    return [path.name]
+
+
+def _documents(path: Path, kind: str) -> Iterator[tuple[str, bytes]]:
+    """(name, content) of every file of `kind` under `path`."""
+    if path.is_dir():
+        for item in sorted(path.rglob("*")):
+            if item.is_file() and _kind_of_name(item.name) == kind:
+                yield str(item), item.read_bytes()
+    elif path.name.endswith((".tar.gz", ".tgz", ".tar")):
+        with tarfile.open(path) as archive:
+            for member in archive:
+                handle = archive.extractfile(member) if member.isfile() else None
+                if handle is not None and _kind_of_name(member.name) == kind:
+                    yield member.name, handle.read()
+    elif _kind_of_name(path.name) == kind:
+        yield str(path), path.read_bytes()
+
+
+def work_units(path: Path) -> int:
+    """How many units `ingest_path` reports progress in (patients for PSV, files otherwise)."""
+    return len([n for n in _member_names(path) if _kind_of_name(n)])
+
+
+def ingest_psv(pipeline: Pipeline, path: Path, progress: Progress = _noop) -> IngestSummary:
+    summary = IngestSummary()
+    for wide in psv.iter_cohort(path, patients_per_chunk=pipeline.settings.psv_patients_per_batch):
+        patients, encounters = psv.patients_and_encounters(wide)
+        with pipeline.engine.begin() as conn:
+            part = store_batch(
+                conn, pipeline, psv.reported_rows(wide), patients=patients, encounters=encounters
+            )
+        summary.add(part)
+        progress(len(patients))
+    return summary
+
+
+def ingest_fhir(pipeline: Pipeline, path: Path, progress: Progress = _noop) -> IngestSummary:
+    summary = IngestSummary()
+    for name, content in _documents(path, "fhir"):
+        try:
+            if name.endswith(".ndjson"):
+                result = fhir.parse_ndjson(content.splitlines())
+            else:
+                result = fhir.parse_json(content)
+        except fhir.FHIRError as error:
+            summary.errors.append(f"{name}: {error}")
+        else:
+            part = store_parsed(pipeline, result.parsed)
+            part.ignored.update(result.ignored)
+            summary.add(part)
+        progress(1)
+    return summary
+
+
+def ingest_hl7(pipeline: Pipeline, path: Path, progress: Progress = _noop) -> IngestSummary:
+    summary = IngestSummary()
+    for name, content in _documents(path, "hl7"):
+        for text in hl7v2.split_messages(content.decode("utf-8", errors="replace")):
+            summary.add(store_hl7_message(pipeline, text, origin=name)[0])
+        progress(1)
+    return summary
+
+
+INGESTERS: dict[str, Callable[[Pipeline, Path, Progress], IngestSummary]] = {
+    "psv": ingest_psv,
+    "fhir": ingest_fhir,
+    "hl7": ingest_hl7,
+}
+
+
+def ingest_path(pipeline: Pipeline, path: Path, progress: Progress = _noop) -> IngestSummary:
+    """Ingest everything under `path`; returns counts of what was accepted, duplicate, kept out."""
+    path = Path(path)
+    kind = kind_of(path)
+    kinds = ("psv", "fhir", "hl7") if kind == "mixed" else (kind,)
+    summary = IngestSummary()
+    for each in kinds:
+        if each in {_kind_of_name(n) for n in _member_names(path)}:
+            summary.add(INGESTERS[each](pipeline, path, progress))
+    return summary
