@@ -98,7 +98,8 @@ def normalize(reported: pd.DataFrame, code_map: LocalCodeMap | None = None) -> N
     # "is None", not "or": an empty hospital map is falsy but still means "no local codes".
     plan_codes, plans = _plan_rows(reported, default_map() if code_map is None else code_map)
     values, comparator = _numbers(reported)
-    text = reported["value_text"]
+    # An empty text ("" from an HL7 OBX-5 left blank for a pending result) is no value at all.
+    text = reported["value_text"].where(reported["value_text"].astype(str).str.strip() != "")
     planned = _plan_arrays(plans)
     reason_code = planned["reason_code"].take(plan_codes)
     # The value is judged before the unit: "needs a number" is the reason even when the unit

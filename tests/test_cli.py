@@ -1,0 +1,68 @@
+"""The command line as an operator meets it: manuals, summaries, and errors that say what to do."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from wardwatch.cli import app
+
+PSV_DIR = Path(__file__).resolve().parent / "data" / "psv"
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch):
+    monkeypatch.setenv("WARDWATCH_HOME", str(tmp_path))
+    monkeypatch.delenv("WARDWATCH_DATABASE_URL", raising=False)
+    monkeypatch.setenv("COLUMNS", "200")
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(app, list(args))
+
+    return invoke
+
+
+def test_help_reads_like_a_manual(run):
+    result = run("--help")
+    assert result.exit_code == 0
+    for command in ("ingest", "quarantine", "mllp", "demo", "db"):
+        assert command in result.output
+
+
+def test_ingest_prints_what_happened_to_everything(run, tmp_path):
+    result = run("ingest", str(PSV_DIR))
+    assert result.exit_code == 0, result.output
+    assert "accepted (stored)" in result.output
+    assert "2,662" in result.output  # every non-missing value of the three files
+    again = run("ingest", str(PSV_DIR))
+    assert "duplicates (already stored)" in again.output
+    assert (tmp_path / "wardwatch.db").exists()
+
+
+def test_a_wrong_path_says_what_was_wrong_and_what_to_do(run, tmp_path):
+    result = run("ingest", str(tmp_path / "nowhere"))
+    assert result.exit_code == 2
+    assert "no such file" in result.output
+    assert "what to do" in result.output
+
+
+def test_quarantine_list_shows_the_reason(run, tmp_path):
+    text = (PSV_DIR / "p000001.psv").read_text().splitlines()
+    header = text[0].split("|")
+    row = text[3].split("|")
+    row[header.index("HR")] = "900"
+    text[3] = "|".join(row)
+    (tmp_path / "p900002.psv").write_text("\n".join(text) + "\n")
+    assert run("ingest", str(tmp_path / "p900002.psv")).exit_code == 0
+    result = run("quarantine", "list")
+    assert result.exit_code == 0
+    assert "implausible 1" in result.output
+    assert "Heart rate 900.0" in result.output
+
+
+def test_db_init_is_safe_to_repeat(run):
+    assert run("db", "init").exit_code == 0
+    assert run("db", "init").exit_code == 0
