@@ -2,7 +2,8 @@
 
 The gate is pure (no database): the caller says which patients are known and what time it
 is, so the same checks run on one HL7 message and on a million PhysioNet rows. Checks are
-vectorized; each produces a reason a person can act on, and the first failing check wins.
+vectorized over numpy arrays; the reason a person reads is written only for the rows that
+fail (usually none), and the first failing check wins.
 
 Out-of-order arrival is not a failure: observations are stored with the time they happened
 and read back in that order, so a late result simply lands in its place.
@@ -35,99 +36,115 @@ class GateResult:
     rejections: pd.DataFrame
 
 
-Check = Callable[[pd.DataFrame, GateContext], tuple[pd.Series, pd.Series]]
+@dataclass(frozen=True, slots=True)
+class _Rows:
+    """The columns the checks read, as numpy arrays (pandas per-call overhead would dominate
+    a five-result HL7 message)."""
+
+    at: np.ndarray  # datetime64[ns] UTC; NaT when no time was sent
+    patient: np.ndarray
+    variable: np.ndarray
+    value: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame) -> _Rows:
+        at = np.asarray(frame["effective_at"].array.tz_convert(None), dtype="datetime64[ns]")
+        variable = frame["variable"].to_numpy(dtype=object)
+        low, high = _ranges(variable)
+        value = frame["value"].to_numpy(dtype="float64")
+        return cls(at, frame["patient_id"].to_numpy(dtype=object), variable, value, low, high)
 
 
-def _no_reason(frame: pd.DataFrame) -> pd.Series:
-    return pd.Series(None, index=frame.index, dtype=object)
+def _ranges(variable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    codes, names = pd.factorize(variable)
+    table = variables().reindex(names.astype(object))
+    low = np.append(table["low"].to_numpy(dtype="float64"), np.nan)
+    high = np.append(table["high"].to_numpy(dtype="float64"), np.nan)
+    return low[codes], high[codes]  # code -1 (no variable) picks the appended NaN
 
 
-def _missing_time(frame: pd.DataFrame, _ctx: GateContext) -> tuple[pd.Series, pd.Series]:
-    failed = frame["effective_at"].isna()
-    reason = _no_reason(frame).mask(
-        failed, "no time of measurement was sent (OBX-14 / OBR-7 / effective[x]); "
-        "a measurement without a time cannot be placed in the patient's history",
-    )  # fmt: skip
-    return failed, reason
+def _known(patient: np.ndarray, known: set[str]) -> np.ndarray:
+    codes, names = pd.factorize(patient)
+    found = np.array([name in known for name in names] + [False], dtype=bool)
+    return found[codes]
 
 
-def _future_time(frame: pd.DataFrame, ctx: GateContext) -> tuple[pd.Series, pd.Series]:
-    limit = pd.Timestamp(ctx.now + ctx.future_tolerance)
-    failed = frame["effective_at"] > limit
-    text = "measured at " + frame["effective_at"].astype(str) + ", which is in the future "
-    text = text + f"(now {ctx.now:%Y-%m-%d %H:%M} UTC); check the sender's clock and time zone"
-    return failed, _no_reason(frame).mask(failed, text)
+def _naive(moment: datetime) -> np.datetime64:
+    return np.datetime64(moment.astimezone(UTC).replace(tzinfo=None), "ns")
 
 
-def _too_old(frame: pd.DataFrame, ctx: GateContext) -> tuple[pd.Series, pd.Series]:
-    failed = frame["effective_at"] < pd.Timestamp(ctx.oldest)
-    text = "measured at " + frame["effective_at"].astype(str)
-    text = text + f", before {ctx.oldest:%Y-%m-%d}: almost certainly a date-entry error"
-    return failed, _no_reason(frame).mask(failed, text)
-
-
-def _unknown_patient(frame: pd.DataFrame, ctx: GateContext) -> tuple[pd.Series, pd.Series]:
-    failed = ~frame["patient_id"].isin(ctx.known_patients)
-    text = "patient '" + frame["patient_id"].astype(str) + "' is not known; send the Patient "
-    text = text + "(FHIR) or a PID segment (HL7) first, then resend this observation"
-    return failed, _no_reason(frame).mask(failed, text)
-
-
-def _implausible(frame: pd.DataFrame, _ctx: GateContext) -> tuple[pd.Series, pd.Series]:
-    table = variables()
-    low = frame["variable"].map(table["low"]).astype("float64")
-    high = frame["variable"].map(table["high"]).astype("float64")
-    value = frame["value"]
-    failed = (value < low) | (value > high)
-    text = (
-        frame["variable"].map(table["display"]).astype(str) + " " + value.astype(str) + " "
-        + frame["unit"].astype(str) + " is outside the plausible range " + low.astype(str)
-        + "–" + high.astype(str) + ": a device, entry or unit error"
-    )  # fmt: skip
-    text = text.mask(failed & (frame["variable"] == "Temp") & value.between(80, 115),
-                     text + " (it looks like °F sent as °C)")  # fmt: skip
-    return failed, _no_reason(frame).mask(failed, text)
-
-
-CHECKS: tuple[tuple[str, Check], ...] = (
-    ("missing_time", _missing_time),
-    ("future_time", _future_time),
-    ("too_old", _too_old),
-    ("unknown_patient", _unknown_patient),
-    ("implausible", _implausible),
+CHECKS: tuple[tuple[str, Callable[[_Rows, GateContext], np.ndarray]], ...] = (
+    ("missing_time", lambda r, _c: np.isnat(r.at)),
+    ("future_time", lambda r, c: r.at > _naive(c.now + c.future_tolerance)),
+    ("too_old", lambda r, c: r.at < _naive(c.oldest)),
+    ("unknown_patient", lambda r, c: ~_known(r.patient, c.known_patients)),
+    ("implausible", lambda r, _c: (r.value < r.low) | (r.value > r.high)),
 )
 
 
-def _payload(frame: pd.DataFrame) -> pd.Series:
-    described = (
-        frame["source_id"].astype(str) + ": " + frame["loinc"].astype(str) + " = "
-        + frame["value"].astype(str) + " " + frame["unit"].astype(str) + " at "
-        + frame["effective_at"].astype(str)
-    )  # fmt: skip
-    sent = frame["payload"] if "payload" in frame else pd.Series("", index=frame.index)
-    return sent.where(sent.fillna("").astype(str) != "", described)
+def _reason(code: str, row: pd.Series, ctx: GateContext) -> str:
+    """What was wrong and what to do, for one rejected row."""
+    at = row["effective_at"]
+    if code == "missing_time":
+        return ("no time of measurement was sent (OBX-14 / OBR-7 / effective[x]); a "
+                "measurement without a time cannot be placed in the patient's history")  # fmt: skip
+    if code == "future_time":
+        return (f"measured at {at}, which is in the future (now {ctx.now:%Y-%m-%d %H:%M} UTC); "
+                "check the sender's clock and time zone")  # fmt: skip
+    if code == "too_old":
+        return (
+            f"measured at {at}, before {ctx.oldest:%Y-%m-%d}: almost certainly a date-entry error"
+        )
+    if code == "unknown_patient":
+        return (f"patient '{row['patient_id']}' is not known; send the Patient (FHIR) or a PID "
+                "segment (HL7) first, then resend this observation")  # fmt: skip
+    return _implausible_reason(row)
+
+
+def _implausible_reason(row: pd.Series) -> str:
+    table = variables()
+    variable, value = row["variable"], row["value"]
+    low, high = table.at[variable, "low"], table.at[variable, "high"]
+    text = (f"{table.at[variable, 'display']} {value} {row['unit']} is outside the plausible "
+            f"range {low}–{high}: a device, entry or unit error")  # fmt: skip
+    if variable == "Temp" and 80 <= value <= 115:
+        text += " (it looks like °F sent as °C)"
+    return text
+
+
+def _payload(row: pd.Series) -> str:
+    sent = row.get("payload")
+    if isinstance(sent, str) and sent:
+        return sent
+    return (f"{row['source_id']}: {row['loinc']} = {row['value']} {row['unit']} "
+            f"at {row['effective_at']}")  # fmt: skip
+
+
+def _rejections(bad: pd.DataFrame, codes: np.ndarray, ctx: GateContext) -> pd.DataFrame:
+    rows = [
+        {
+            "source": row["source"],
+            "source_id": row["source_id"],
+            "reason_code": code,
+            "reason": _reason(code, row, ctx),
+            "payload": _payload(row),
+            "patient_id": row["patient_id"],
+        }
+        for code, (_, row) in zip(codes, bad.iterrows(), strict=True)
+    ]
+    return pd.DataFrame(rows, columns=list(REJECTION_COLUMNS), index=bad.index)
 
 
 def gate(frame: pd.DataFrame, ctx: GateContext) -> GateResult:
     """Split normalized observations into accepted and quarantined (with reasons)."""
-    reason_code = _no_reason(frame)
-    reason = _no_reason(frame)
+    rows = _Rows.of(frame)
+    codes = np.full(len(frame), None, dtype=object)
     for code, check in CHECKS:
-        failed, text = check(frame, ctx)
-        fresh = failed.fillna(False).astype(bool) & reason_code.isna()
-        reason_code = reason_code.mask(fresh, code)
-        reason = reason.mask(fresh, text)
-    rejected = reason_code.notna().to_numpy()
-    bad = frame.loc[rejected]
-    rejections = pd.DataFrame(
-        {
-            "source": bad["source"],
-            "source_id": bad["source_id"],
-            "reason_code": reason_code[rejected],
-            "reason": reason[rejected],
-            "payload": _payload(bad),
-            "patient_id": bad["patient_id"],
-        },
-        columns=list(REJECTION_COLUMNS),
-    )
-    return GateResult(frame.loc[~np.asarray(rejected)], rejections)
+        codes[check(rows, ctx) & (codes == None)] = code  # noqa: E711 - elementwise test
+    rejected = codes != None  # noqa: E711 - elementwise test
+    if not rejected.any():
+        return GateResult(frame, pd.DataFrame(columns=list(REJECTION_COLUMNS)))
+    rejections = _rejections(frame.loc[rejected], codes[rejected], ctx)
+    return GateResult(frame.loc[~rejected], rejections)

@@ -11,13 +11,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine
 
 from wardwatch.domain import Encounter, Parsed, Patient, rejection_frame, reported_frame
 from wardwatch.quality import GateContext, gate
 from wardwatch.settings import Settings
-from wardwatch.store import Batch, Receipt, WriteResult, seen_message, write_batch
+from wardwatch.store import Batch, Receipt, WriteResult, seen_messages, write_batch
 from wardwatch.store.reads import known_patients
 from wardwatch.terminology import LocalCodeMap, normalize
 
@@ -73,10 +74,36 @@ class Pipeline:
         )
 
 
-def _summary(result: WriteResult, rejections: pd.DataFrame, received: int) -> IngestSummary:
-    summary = IngestSummary(received=received, accepted=result.accepted)
+@dataclass(frozen=True, slots=True)
+class Gated:
+    """A batch after normalization and the gate, before it is written."""
+
+    accepted: pd.DataFrame
+    rejections: pd.DataFrame
+    received: int
+
+
+def _gated(
+    conn: Connection,
+    pipeline: Pipeline,
+    reported: pd.DataFrame,
+    patients: list[Patient],
+    parse_rejections: pd.DataFrame | None,
+) -> Gated:
+    normalized = normalize(reported, pipeline.code_map)
+    batch_patients = {p.patient_id for p in patients}
+    gated = gate(normalized.observations, pipeline.context(conn, reported, batch_patients))
+    found = [parse_rejections, normalized.rejections, gated.rejections]
+    rejections = pd.concat([f for f in found if f is not None and not f.empty] or [found[1]])
+    received = len(reported) + (0 if parse_rejections is None else len(parse_rejections))
+    return Gated(gated.accepted, rejections, received)
+
+
+def _summary(gated: Gated, result: WriteResult, patients: int) -> IngestSummary:
+    summary = IngestSummary(received=gated.received, accepted=result.accepted)
     summary.duplicates = result.duplicates
-    summary.quarantined.update(rejections["reason_code"].value_counts().to_dict())
+    summary.quarantined.update(gated.rejections["reason_code"].value_counts().to_dict())
+    summary.patients = patients
     return summary
 
 
@@ -88,35 +115,16 @@ def store_batch(
     patients: list[Patient],
     encounters: list[Encounter],
     parse_rejections: pd.DataFrame | None = None,
-    receipt: Receipt | None = None,
 ) -> IngestSummary:
     """Normalize, gate and write one batch inside the caller's transaction."""
-    normalized = normalize(reported, pipeline.code_map)
-    batch_patients = {p.patient_id for p in patients}
-    gated = gate(normalized.observations, pipeline.context(conn, reported, batch_patients))
-    rejections = pd.concat(
-        [f for f in (parse_rejections, normalized.rejections, gated.rejections)
-         if f is not None and not f.empty] or [normalized.rejections],
-        ignore_index=True,
-    )  # fmt: skip
-    batch = Batch(gated.accepted, rejections, patients, encounters, receipt)
-    result = write_batch(conn, batch)
-    summary = _summary(result, rejections, received=len(reported) + _count(parse_rejections))
-    summary.patients = len(batch_patients)
-    return summary
+    gated = _gated(conn, pipeline, reported, patients, parse_rejections)
+    result = write_batch(conn, Batch(gated.accepted, gated.rejections, patients, encounters))
+    return _summary(gated, result, len({p.patient_id for p in patients}))
 
 
-def _count(frame: pd.DataFrame | None) -> int:
-    return 0 if frame is None else len(frame)
-
-
-def store_parsed(
-    pipeline: Pipeline, parsed: Parsed, receipt: Receipt | None = None
-) -> IngestSummary:
-    """Commit one parsed message or document; returns only after the commit."""
+def store_parsed(pipeline: Pipeline, parsed: Parsed) -> IngestSummary:
+    """Commit one parsed document (no message identity to de-duplicate on)."""
     with pipeline.engine.begin() as conn:
-        if receipt is not None and seen_message(conn, receipt):
-            return IngestSummary(messages=1, duplicate_messages=1)
         summary = store_batch(
             conn,
             pipeline,
@@ -124,7 +132,69 @@ def store_parsed(
             patients=parsed.patients,
             encounters=parsed.encounters,
             parse_rejections=rejection_frame(parsed.rejections),
-            receipt=receipt,
         )
     summary.messages = 1
     return summary
+
+
+def store_messages(
+    pipeline: Pipeline, messages: list[tuple[Parsed, Receipt]]
+) -> list[IngestSummary]:
+    """Commit several messages in one transaction (group commit); one summary per message.
+
+    A message already received (same source and message id, e.g. HL7 MSH-10) is recognised
+    and stores nothing. Returns only after the commit, so callers may acknowledge then.
+    """
+    summaries: list[IngestSummary] = []
+    fresh: list[int] = []
+    with pipeline.engine.begin() as conn:
+        seen = seen_messages(conn, [receipt for _, receipt in messages])
+        for i, (_, receipt) in enumerate(messages):
+            key = (receipt.source, receipt.message_id)
+            summaries.append(IngestSummary(messages=1, duplicate_messages=int(key in seen)))
+            if key not in seen:
+                seen.add(key)
+                fresh.append(i)
+        if fresh:
+            _store_fresh(conn, pipeline, [(i, *messages[i]) for i in fresh], summaries)
+    return summaries
+
+
+def _stacked(
+    messages: list[tuple[int, Parsed, Receipt]],
+) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """All messages' reported items and parse rejections as two frames, plus which message
+    each row came from (reported rows first, then rejections, matching the frames' index)."""
+    reported = reported_frame([r for _, p, _ in messages for r in p.reported])
+    rejections = rejection_frame([r for _, p, _ in messages for r in p.rejections])
+    rejections = rejections.set_axis(pd.RangeIndex(len(reported), len(reported) + len(rejections)))
+    owner = np.concatenate(
+        [np.repeat([i for i, _, _ in messages], [len(p.reported) for _, p, _ in messages]),
+         np.repeat([i for i, _, _ in messages], [len(p.rejections) for _, p, _ in messages])]
+    )  # fmt: skip
+    return reported, rejections, owner.astype("int64")
+
+
+def _store_fresh(
+    conn: Connection,
+    pipeline: Pipeline,
+    messages: list[tuple[int, Parsed, Receipt]],
+    summaries: list[IngestSummary],
+) -> None:
+    reported, parse_rejections, owner = _stacked(messages)
+    patients = [x for _, p, _ in messages for x in p.patients]
+    encounters = [x for _, p, _ in messages for x in p.encounters]
+    gated = _gated(conn, pipeline, reported, patients, parse_rejections)
+    size = len(summaries)
+    accepted = np.bincount(owner[gated.accepted.index.to_numpy()], minlength=size)
+    rejected_by = owner[gated.rejections.index.to_numpy()]
+    quarantined = np.bincount(rejected_by, minlength=size)
+    receipts = [Receipt(r.source, r.message_id, int(accepted[i]), int(quarantined[i]))
+                for i, _, r in messages]  # fmt: skip
+    write_batch(conn, Batch(gated.accepted, gated.rejections, patients, encounters, receipts))
+    for i, parsed, _ in messages:
+        summaries[i].received = len(parsed.reported) + len(parsed.rejections)
+        summaries[i].accepted = int(accepted[i])
+        summaries[i].patients = len({p.patient_id for p in parsed.patients})
+    for i, reason in zip(rejected_by, gated.rejections["reason_code"], strict=True):
+        summaries[i].quarantined[reason] += 1

@@ -1,7 +1,7 @@
 """The store: schema and queries (SQLAlchemy 2); SQLite by default, PostgreSQL by URL."""
 
 from wardwatch.store.engine import StoreError, engine_from_settings, init_db, open_engine
-from wardwatch.store.writes import Batch, Receipt, WriteResult, seen_message, write_batch
+from wardwatch.store.writes import Batch, Receipt, WriteResult, seen_messages, write_batch
 
 __all__ = [
     "Batch",
@@ -11,6 +11,6 @@ __all__ = [
     "engine_from_settings",
     "init_db",
     "open_engine",
-    "seen_message",
+    "seen_messages",
     "write_batch",
 ]

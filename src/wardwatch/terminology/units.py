@@ -116,7 +116,7 @@ def _quantity(ucum: str) -> pint.Quantity | None:
         return None
     try:
         quantity = registry().parse_expression(_pint_expression(ucum))
-    except Exception:  # pint raises many kinds of error for text it cannot read
+    except Exception:  # noqa: BLE001 - pint raises many kinds of error for text it cannot read
         return None
     if not isinstance(quantity, pint.Quantity):  # "1" parses to a plain number
         quantity = registry().Quantity(quantity, "dimensionless")

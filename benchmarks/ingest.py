@@ -1,0 +1,184 @@
+"""Ingest throughput: PSV and FHIR in bulk, HL7 v2 over MLLP with ack-after-commit.
+
+    python benchmarks/ingest.py [--psv PATH] [--patients N] [--hl7-messages N] [--no-postgres]
+
+PSV defaults to set A from ../shared (unpacked to a temporary directory) when present, else
+to the shipped sample. Each figure is measured on a fresh SQLite file and, when PostgreSQL
+is installed, on a fresh private PostgreSQL server. Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from wardwatch.demo import sample_dir
+from wardwatch.ingest import mllp
+from wardwatch.ingest.files import ingest_path
+from wardwatch.ingest.listener import hl7_handler
+from wardwatch.ingest.pipeline import Pipeline
+from wardwatch.settings import Settings
+from wardwatch.store import init_db, open_engine
+from wardwatch.store.scratch import NoPostgres, scratch_postgres
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@contextlib.contextmanager
+def databases(with_postgres: bool) -> Iterator[list[tuple[str, str]]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        found = [("sqlite", f"sqlite:///{tmp}/bench.db")]
+        if not with_postgres:
+            yield found
+            return
+        try:
+            with scratch_postgres(durable=True) as url:
+                yield [*found, ("postgresql", url)]
+        except NoPostgres as error:
+            print(f"(PostgreSQL skipped: {error})")
+            yield found
+
+
+def fresh_pipeline(url: str, home: Path) -> Pipeline:
+    engine = open_engine(url)
+    if url.startswith("postgresql"):
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    else:
+        Path(url.split("///")[1]).unlink(missing_ok=True)
+    init_db(engine)
+    return Pipeline.from_settings(engine, Settings(home=home))
+
+
+def psv_source(path: str | None, patients: int | None, scratch: Path) -> Path:
+    if path:
+        source = Path(path)
+    elif (SHARED / "physionet2019" / "training_setA.tar.gz").exists():
+        source = SHARED / "physionet2019" / "training_setA.tar.gz"
+    else:
+        source = sample_dir() / "physionet_sample"
+    if source.name.endswith(".tar.gz"):
+        with tarfile.open(source) as archive:
+            archive.extractall(scratch, filter="data")
+        source = next(p.parent for p in scratch.rglob("*.psv"))
+    if patients:
+        chosen = scratch / "chosen"
+        chosen.mkdir(exist_ok=True)
+        for file in sorted(source.glob("*.psv"))[:patients]:
+            (chosen / file.name).symlink_to(file)
+        source = chosen
+    return source
+
+
+def fhir_source(scratch: Path, copies: int) -> Path:
+    """Synthea bundles replicated under fresh ids, as NDJSON (the bulk-data format)."""
+    found = sorted((sample_dir() / "fhir").glob("*.json"))
+    resources = []
+    for bundle_path in found:
+        bundle = json.loads(bundle_path.read_text())
+        resources += [e["resource"] for e in bundle.get("entry", []) if "resource" in e]
+    out = scratch / "bulk.ndjson"
+    with out.open("w") as handle:
+        for copy in range(copies):
+            for resource in resources:
+                if resource["resourceType"] in {"Patient", "Encounter", "Observation"}:
+                    handle.write(json.dumps(_renamed(resource, copy)) + "\n")
+    return out
+
+
+def _renamed(resource: dict, copy: int) -> dict:
+    text = json.dumps(resource)
+    for key in ("id",):
+        old = resource.get(key, "")
+        if old:
+            text = text.replace(old, f"{old}-{copy}")
+    return json.loads(text)
+
+
+def hl7_messages(n: int, results_per_message: int = 5) -> list[str]:
+    start = datetime.now(UTC) - timedelta(days=1)
+    codes = [("8867-4", "HR", "/min", 88), ("9279-1", "RR", "/min", 18),
+             ("8310-5", "TEMP", "Cel", 37.2), ("2524-7", "LACTATE", "mmol/L", 1.4),
+             ("777-3", "PLT", "10*3/uL", 210)]  # fmt: skip
+    messages = []
+    for i in range(n):
+        at = (start + timedelta(seconds=i)).strftime("%Y%m%d%H%M%S")
+        segments = [
+            f"MSH|^~\\&|LAB|BENCH|WARDWATCH|ICU|{at}||ORU^R01|B{i:08d}|P|2.5.1",
+            f"PID|1||MRN{i % 500:05d}^^^HOSP^MR||DOE^JANE||19600101|F",
+            f"PV1|1|I|MICU^01^A||||||||||||||||V{i % 500:05d}",
+            f"OBR|1||R{i}|24331-1^PANEL^LN|||{at}",
+        ]
+        for k, (code, name, unit, value) in enumerate(codes[:results_per_message], start=1):
+            segments.append(f"OBX|{k}|NM|{code}^{name}^LN||{value}|{unit}|||||F|||{at}")
+        messages.append("\r".join(segments))
+    return messages
+
+
+def timed(label: str, work: int, unit: str, action) -> None:
+    started = time.perf_counter()
+    result = action()
+    elapsed = time.perf_counter() - started
+    rate = work / elapsed
+    print(f"  {label:<28} {work:>10,} {unit} in {elapsed:6.2f} s = {rate:>10,.0f} {unit}/s")
+    return result
+
+
+def bench(name: str, url: str, args: argparse.Namespace, scratch: Path) -> None:
+    print(f"\n{name}")
+    psv_path = psv_source(args.psv, args.patients, scratch / "psv")
+    pipeline = fresh_pipeline(url, scratch)
+    summary = ingest_path(pipeline, psv_path)  # warm-up excluded: measure a second, fresh load
+    pipeline = fresh_pipeline(url, scratch)
+    summary = timed("PSV bulk", summary.received, "obs", lambda: ingest_path(pipeline, psv_path))
+    print(f"    accepted {summary.accepted:,}, quarantined {summary.quarantined_total:,}")
+    fhir_path = fhir_source(scratch, args.fhir_copies)
+    pipeline = fresh_pipeline(url, scratch)
+    summary = ingest_path(pipeline, fhir_path)
+    pipeline = fresh_pipeline(url, scratch)
+    timed("FHIR NDJSON bulk", summary.received, "obs", lambda: ingest_path(pipeline, fhir_path))
+    for connections in (1, 8):
+        bench_mllp(url, scratch, args.hl7_messages, connections)
+
+
+def bench_mllp(url: str, scratch: Path, n: int, connections: int) -> None:
+    """Each connection waits for its ACK before sending the next message, as interface
+    engines do; several connections (lab, monitors, ADT) share group commits."""
+    messages = hl7_messages(n)
+    shares = [messages[i::connections] for i in range(connections)]
+    pipeline = fresh_pipeline(url, scratch)
+    handler = hl7_handler(pipeline)
+    with mllp.background_server(handler) as (host, port), ThreadPoolExecutor(connections) as pool:
+
+        def run() -> list[str]:
+            jobs = [pool.submit(mllp.send, host, port, share, 60) for share in shares]
+            return [ack for job in jobs for ack in job.result()]
+
+        acks = timed(f"HL7 over MLLP ({connections} conn)", n, "msg", run)
+    handler.close()
+    assert len(acks) == n and all("MSA|AA|" in a for a in acks), acks[:1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--psv", help="a .psv directory or .tar.gz (default: set A or sample)")
+    parser.add_argument("--patients", type=int, help="use only the first N patient files")
+    parser.add_argument("--fhir-copies", type=int, default=200)
+    parser.add_argument("--hl7-messages", type=int, default=5000)
+    parser.add_argument("--no-postgres", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, databases(not args.no_postgres) as dbs:
+        for name, url in dbs:
+            bench(name, url, args, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
