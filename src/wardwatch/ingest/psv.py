@@ -150,8 +150,9 @@ def _concat(header: bytes, ids: list[str], bodies: list[bytes]) -> pd.DataFrame:
 
 
 def _unit(first: pd.DataFrame) -> pd.Series:
-    # Unit1 = medical ICU, Unit2 = surgical ICU in the challenge's data description.
-    unit = pd.Series(None, index=first.index, dtype=object)
+    # Unit1 = medical ICU, Unit2 = surgical ICU in the challenge's data description; every
+    # stay is an ICU stay, so an unrecorded unit is still "ICU".
+    unit = pd.Series("ICU", index=first.index, dtype=object)
     unit[first["Unit2"] == 1] = "SICU"
     unit[first["Unit1"] == 1] = "MICU"
     return unit

@@ -135,6 +135,7 @@ def _dense(hourly: pd.DataFrame, stays: pd.DataFrame, until_hour: int | None) ->
     wide["ICULOS"] = wide["hour"].astype("float64")
     onset = wide.pop("onset_hour")
     wide[LABEL] = (wide["hour"] >= onset - LABEL_LEAD_HOURS).astype("float64")
-    patient = stays.set_index("encounter_id")["patient_id"]
-    wide.insert(0, "patient_id", wide["encounter_id"].map(patient))
+    by_stay = stays.set_index("encounter_id")
+    wide.insert(0, "patient_id", wide["encounter_id"].map(by_stay["patient_id"]))
+    wide["unit"] = wide["encounter_id"].map(by_stay["unit"])
     return wide

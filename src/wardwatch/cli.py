@@ -1,0 +1,184 @@
+"""wardwatch: a sepsis early-warning system, put at the bedside safely.
+
+Every command reads its configuration from the environment (WARDWATCH_HOME,
+WARDWATCH_DATABASE_URL, WARDWATCH_LOCAL_CODE_MAP, ...) or from the file named by
+WARDWATCH_CONFIG (default ./wardwatch.toml). With nothing set, data lives in an SQLite
+database under ./var/.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from wardwatch.ingest.pipeline import IngestSummary, Pipeline
+from wardwatch.settings import Settings, load_settings
+from wardwatch.store import engine_from_settings, init_db
+
+app = typer.Typer(
+    help=__doc__,
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    pretty_exceptions_show_locals=False,
+)
+db_app = typer.Typer(help="Create and inspect the database.", no_args_is_help=True)
+quarantine_app = typer.Typer(
+    help="Look at what the quality gate kept out, and why.", no_args_is_help=True
+)
+app.add_typer(db_app, name="db")
+app.add_typer(quarantine_app, name="quarantine")
+console = Console()
+errors = Console(stderr=True)
+
+
+def fail(message: str, hint: str = "") -> typer.Exit:
+    """Print what was wrong and what to do, and return the exit to raise."""
+    errors.print(f"[bold red]error:[/] {message}")
+    if hint:
+        errors.print(f"[yellow]what to do:[/] {hint}")
+    return typer.Exit(code=2)
+
+
+def _pipeline(settings: Settings | None = None) -> Pipeline:
+    settings = settings or load_settings()
+    engine = engine_from_settings(settings)
+    init_db(engine)
+    return Pipeline.from_settings(engine, settings)
+
+
+@db_app.command("init")
+def db_init() -> None:
+    """Create the tables (safe to run again: existing data is never touched)."""
+    settings = load_settings()
+    init_db(engine_from_settings(settings))
+    console.print(f"database ready: {settings.resolved_database_url}")
+
+
+def print_summary(summary: IngestSummary, title: str = "ingest") -> None:
+    table = Table(title=title, show_header=False)
+    table.add_row("received", f"{summary.received:,}")
+    table.add_row("accepted (stored)", f"[green]{summary.accepted:,}[/]")
+    table.add_row("duplicates (already stored)", f"{summary.duplicates:,}")
+    table.add_row("quarantined", f"[yellow]{summary.quarantined_total:,}[/]")
+    for reason, n in summary.quarantined.most_common():
+        table.add_row(f"  · {reason}", f"{n:,}")
+    table.add_row("patients", f"{summary.patients:,}")
+    if summary.messages:
+        table.add_row("messages / documents", f"{summary.messages:,}")
+    if summary.duplicate_messages:
+        table.add_row("messages already received", f"{summary.duplicate_messages:,}")
+    for resource, n in summary.ignored.most_common():
+        table.add_row(f"ignored {resource} (not used)", f"{n:,}")
+    console.print(table)
+    for error in summary.errors[:20]:
+        errors.print(f"[red]refused[/] {error}")
+    if summary.quarantined_total:
+        console.print("see why with: [bold]wardwatch quarantine list[/]")
+
+
+def ingest_with_progress(
+    pipeline: Pipeline, path: Path, out: Console | None = None
+) -> IngestSummary:
+    from wardwatch.ingest.files import ingest_path, work_units
+
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())  # fmt: skip
+    with Progress(*columns, console=out or console, transient=False) as bar:
+        task = bar.add_task(f"ingest {path.name}", total=work_units(path))
+        return ingest_path(pipeline, path, lambda n: bar.advance(task, n))
+
+
+@app.command()
+def ingest(
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="A .psv file, directory or .tar.gz; FHIR .json/"
+            ".ndjson; HL7 v2 files; or a folder mixing them."
+        ),
+    ],
+) -> None:
+    """Ingest files: parse, normalize to LOINC and canonical units, gate, store.
+
+    Every item ends in exactly one of: accepted, duplicate (already stored), or quarantined
+    with a reason. Ingesting the same files again stores nothing twice.
+    """
+    from wardwatch.ingest.files import IngestError
+
+    try:
+        summary = ingest_with_progress(_pipeline(), path)
+    except IngestError as error:
+        raise fail(
+            str(error), "check the path; `wardwatch ingest --help` lists what it reads"
+        ) from error
+    print_summary(summary)
+
+
+@quarantine_app.command("list")
+def quarantine_list(
+    reason: Annotated[str | None, typer.Option(help="only this reason code")] = None,
+    limit: Annotated[int, typer.Option(help="how many, newest first")] = 50,
+) -> None:
+    """Show quarantined items, newest first, with the reason each was kept out."""
+    from wardwatch.store.reads import quarantine_counts, quarantine_items
+
+    pipeline = _pipeline()
+    with pipeline.engine.connect() as conn:
+        counts = quarantine_counts(conn)
+        items = quarantine_items(conn, reason, limit)
+    if not counts:
+        console.print("quarantine is empty")
+        return
+    console.print("by reason: " + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())))
+    table = Table("received", "source", "id", "reason", "payload", show_lines=True)
+    for item in items:
+        payload = str(item["payload"])
+        table.add_row(f"{item['received_at']:%Y-%m-%d %H:%M}", str(item["source"]),
+                      str(item["source_id"]), str(item["reason"]),
+                      payload[:160] + ("…" if len(payload) > 160 else ""))  # fmt: skip
+    console.print(table)
+
+
+@app.command()
+def mllp(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port (2575 is the HL7 convention)")] = 2575,
+) -> None:
+    """Listen for HL7 v2 ORU^R01 results over MLLP.
+
+    Each message is acknowledged AA only after it is committed to the database; a message
+    that cannot be used gets AE or AR with the reason, and is kept in quarantine. A resend
+    (same MSH-10) is acknowledged and not stored twice.
+    """
+    from wardwatch.ingest.listener import hl7_handler
+    from wardwatch.ingest.mllp import run_forever
+
+    pipeline = _pipeline()
+    console.print(f"listening for HL7 v2 over MLLP on {host}:{port} (Ctrl-C to stop)")
+    try:
+        run_forever(host, port, hl7_handler(pipeline))
+    except KeyboardInterrupt:
+        console.print("stopped")
+
+
+@app.command()
+def demo(
+    home: Annotated[Path, typer.Option(help="where the demo's database lives")] = Path("var/demo"),
+) -> None:
+    """Run the demo on a fresh SQLite database: ingest the shipped sample patients and
+    sample HL7/FHIR messages, and show the ward."""
+    from wardwatch.demo import run_demo
+
+    os.environ["WARDWATCH_HOME"] = str(home)
+    os.environ.pop("WARDWATCH_DATABASE_URL", None)
+    run_demo(home, console)
+
+
+def main() -> None:  # pragma: no cover - console-script shim
+    app()
