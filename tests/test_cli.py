@@ -66,3 +66,29 @@ def test_quarantine_list_shows_the_reason(run, tmp_path):
 def test_db_init_is_safe_to_repeat(run):
     assert run("db", "init").exit_code == 0
     assert run("db", "init").exit_code == 0
+
+
+def test_predict_psv_writes_the_challenge_format_for_every_file(run, tmp_path):
+    result = run("predict-psv", str(PSV_DIR), str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    for source in PSV_DIR.glob("*.psv"):
+        lines = (tmp_path / "out" / source.name).read_text().splitlines()
+        assert lines[0] == "PredictedProbability|PredictedLabel"
+        assert len(lines) == len(source.read_text().splitlines())
+        for line in lines[1:]:
+            probability, label = line.split("|")
+            assert 0.0 <= float(probability) <= 1.0 and label in {"0", "1"}
+
+
+def test_evaluate_puts_the_model_beside_the_rules(run, tmp_path):
+    result = run("evaluate", "--data", str(PSV_DIR), "--out", str(tmp_path / "report"))
+    assert result.exit_code == 0, result.output
+    for name in ("wardwatch model", "qsofa", "sirs", "news2", "sofa"):
+        assert name in result.output
+    assert (tmp_path / "report" / "evaluation.html").exists()
+
+
+def test_evaluate_refuses_unlabelled_paths_with_a_reason(run, tmp_path):
+    result = run("evaluate", "--data", str(tmp_path / "missing"))
+    assert result.exit_code == 2
+    assert "what to do" in result.output

@@ -168,6 +168,70 @@ def mllp(
 
 
 @app.command()
+def evaluate(
+    data: Annotated[Path, typer.Option(help="labelled PhysioNet .psv directory or .tar.gz")],
+    out: Annotated[Path, typer.Option(help="where the HTML and JSON reports go")] = Path(
+        "var/evaluation"
+    ),
+    model: Annotated[Path | None, typer.Option(help="model directory (default: shipped)")] = None,
+    baseline: Annotated[
+        list[str] | None, typer.Option(help="rule baselines: qsofa, sirs, news2, sofa (repeat)")
+    ] = None,
+    no_model: Annotated[bool, typer.Option(help="evaluate only the baselines")] = False,
+    limit: Annotated[int | None, typer.Option(help="only the first N patients")] = None,
+) -> None:
+    """Evaluate the model and the bedside rules side by side on labelled patients.
+
+    Reports the PhysioNet 2019 normalized utility, hourly AUROC/AUPRC, patient-level
+    sensitivity and PPV at the operating threshold, alerts per 100 patient-days, median lead
+    time, calibration, and all of it per sex, age band and ICU unit, as HTML and JSON.
+    """
+    from wardwatch.evaluate.run import evaluate_data
+
+    chosen = tuple(baseline) if baseline else ("qsofa", "sirs", "news2", "sofa")
+    try:
+        with console.status("scoring and evaluating…"):
+            results, html, json_path = evaluate_data(
+                data, out, model_dir=model, baselines=chosen, with_model=not no_model, limit=limit
+            )
+    except (ValueError, FileNotFoundError) as error:
+        raise fail(
+            str(error), "give --data a directory or .tar.gz of labelled .psv files"
+        ) from error
+    table = Table("model", "utility", "AUROC", "AUPRC", "sens.", "PPV", "alerts/100 pt-days",
+                  "median lead h", title=f"{results['cohort']['patients']:,} patients")  # fmt: skip
+    for row in results["headline"]:
+        cells = [row[k] for k in ("utility", "auroc", "auprc", "sensitivity", "ppv",
+                                  "alerts_per_100_patient_days", "median_lead_hours")]  # fmt: skip
+        table.add_row(row["name"], *("–" if c is None else f"{c:.3f}" for c in cells))
+    console.print(table)
+    console.print(f"report: {html}\nfigures: {json_path}")
+
+
+@app.command("predict-psv")
+def predict_psv_command(
+    in_dir: Annotated[Path, typer.Argument(help="directory (or .tar.gz) of .psv patient files")],
+    out_dir: Annotated[Path, typer.Argument(help="where one prediction file per patient goes")],
+    model: Annotated[Path | None, typer.Option(help="model directory (default: shipped)")] = None,
+) -> None:
+    """Write PhysioNet 2019 challenge predictions: `PredictedProbability|PredictedLabel`
+    per hour, each hour computed from that hour and earlier ones only, so anyone can score
+    wardwatch with the official evaluation code on data it never saw."""
+    from wardwatch.ingest.psv import count_patient_files
+    from wardwatch.model.artifact import load_model
+    from wardwatch.model.predict import predict_psv
+
+    chosen = load_model(model) if model else None
+    columns = (TextColumn("[bold]predict"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("predict", total=count_patient_files(in_dir))
+        written = predict_psv(
+            in_dir, out_dir, chosen, progress=lambda done, _t: bar.update(task, completed=done)
+        )
+    console.print(f"wrote {written:,} prediction files to {out_dir}")
+
+
+@app.command()
 def demo(
     home: Annotated[Path, typer.Option(help="where the demo's database lives")] = Path("var/demo"),
 ) -> None:
