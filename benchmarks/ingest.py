@@ -79,28 +79,27 @@ def psv_source(path: str | None, patients: int | None, scratch: Path) -> Path:
 
 
 def fhir_source(scratch: Path, copies: int) -> Path:
-    """Synthea bundles replicated under fresh ids, as NDJSON (the bulk-data format)."""
-    found = sorted((sample_dir() / "fhir").glob("*.json"))
+    """Synthea bundles replicated under fresh ids, as NDJSON (the bulk-data format).
+
+    Bundle-internal "urn:uuid:" references become "Type/id" references, as in a bulk export.
+    """
     resources = []
-    for bundle_path in found:
+    for bundle_path in sorted((sample_dir() / "fhir").glob("*.json")):
         bundle = json.loads(bundle_path.read_text())
         resources += [e["resource"] for e in bundle.get("entry", []) if "resource" in e]
+    kept = [r for r in resources if r["resourceType"] in {"Patient", "Encounter", "Observation"}]
+    kinds = {r["id"]: r["resourceType"] for r in kept}
+    text = "\n".join(json.dumps(r) for r in kept)
+    for ident, kind in kinds.items():
+        text = text.replace(f"urn:uuid:{ident}", f"{kind}/{ident}")
     out = scratch / "bulk.ndjson"
     with out.open("w") as handle:
         for copy in range(copies):
-            for resource in resources:
-                if resource["resourceType"] in {"Patient", "Encounter", "Observation"}:
-                    handle.write(json.dumps(_renamed(resource, copy)) + "\n")
+            renamed = text
+            for ident in kinds:
+                renamed = renamed.replace(ident, f"{ident}-{copy}")
+            handle.write(renamed + "\n")
     return out
-
-
-def _renamed(resource: dict, copy: int) -> dict:
-    text = json.dumps(resource)
-    for key in ("id",):
-        old = resource.get(key, "")
-        if old:
-            text = text.replace(old, f"{old}-{copy}")
-    return json.loads(text)
 
 
 def hl7_messages(n: int, results_per_message: int = 5) -> list[str]:
@@ -145,7 +144,7 @@ def bench(name: str, url: str, args: argparse.Namespace, scratch: Path) -> None:
     summary = ingest_path(pipeline, fhir_path)
     pipeline = fresh_pipeline(url, scratch)
     timed("FHIR NDJSON bulk", summary.received, "obs", lambda: ingest_path(pipeline, fhir_path))
-    for connections in (1, 8):
+    for connections in (1, 8, 32):
         bench_mllp(url, scratch, args.hl7_messages, connections)
 
 

@@ -184,6 +184,11 @@ async def serve(
     return await asyncio.start_server(connected, host, port, ssl=ssl)
 
 
+# One thread per connection in flight: a handler may block waiting for a group commit, and
+# the default executor's few threads would cap how many connections can share one commit.
+_WORKERS = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="mllp")
+
+
 async def _converse(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, handler: Handler, limit: int
 ) -> None:
@@ -194,7 +199,7 @@ async def _converse(
         while data := await reader.read(_READ_SIZE):
             for raw in decoder.feed(data):
                 # a worker thread, as asyncio.to_thread, but a bare future: `stop` leaves it be
-                work = asyncio.get_running_loop().run_in_executor(None, answer, handler, raw)
+                work = asyncio.get_running_loop().run_in_executor(_WORKERS, answer, handler, raw)
                 try:
                     writer.write(await asyncio.shield(work))
                 except asyncio.CancelledError:  # stopping: answer the message in hand first
