@@ -14,6 +14,7 @@ import operator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
+import numpy as np
 import pandas as pd
 
 
@@ -110,11 +111,18 @@ def utc(moment: datetime) -> datetime:
 
 
 def reported_frame(items: list[Reported]) -> pd.DataFrame:
-    """Reported items as a frame with `REPORTED_COLUMNS`; effective_at as UTC timestamps."""
-    frame = pd.DataFrame([_reported_row(i) for i in items], columns=list(REPORTED_COLUMNS))
-    frame["value"] = pd.to_numeric(frame["value"], errors="coerce").astype("float64")
-    frame["effective_at"] = pd.to_datetime(frame["effective_at"], utc=True)
-    return frame
+    """Reported items as a frame with `REPORTED_COLUMNS`; effective_at as UTC timestamps.
+
+    Built column by column: the row-wise DataFrame constructor costs a millisecond even for
+    the five results of one HL7 message.
+    """
+    columns = list(zip(*map(_reported_row, items), strict=True)) or [()] * len(REPORTED_COLUMNS)
+    named = zip(REPORTED_COLUMNS, columns, strict=True)
+    data = {name: np.array(col, dtype=object) for name, col in named}
+    data["value"] = np.array([np.nan if v is None else v for v in data["value"]], dtype="float64")
+    data["effective_at"] = pd.to_datetime(list(columns[REPORTED_COLUMNS.index("effective_at")]),
+                                          utc=True)  # fmt: skip
+    return pd.DataFrame(data, columns=list(REPORTED_COLUMNS))
 
 
 def rejection_frame(items: list[Rejection]) -> pd.DataFrame:

@@ -11,6 +11,7 @@ and read back in that order, so a late result simply lands in its place.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -57,12 +58,18 @@ class _Rows:
         return cls(at, frame["patient_id"].to_numpy(dtype=object), variable, value, low, high)
 
 
+@functools.cache
+def _range_table() -> dict[str, tuple[float, float]]:
+    table = variables()
+    return {name: (float(low), float(high)) for name, low, high in
+            zip(table.index, table["low"], table["high"], strict=True)}  # fmt: skip
+
+
 def _ranges(variable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     codes, names = pd.factorize(variable)
-    table = variables().reindex(names.astype(object))
-    low = np.append(table["low"].to_numpy(dtype="float64"), np.nan)
-    high = np.append(table["high"].to_numpy(dtype="float64"), np.nan)
-    return low[codes], high[codes]  # code -1 (no variable) picks the appended NaN
+    table = _range_table()
+    bounds = np.array([table.get(n, (np.nan, np.nan)) for n in names] + [(np.nan, np.nan)])
+    return bounds[codes, 0], bounds[codes, 1]  # code -1 (no variable) picks the last: NaN
 
 
 def _known(patient: np.ndarray, known: set[str]) -> np.ndarray:
