@@ -1,4 +1,6 @@
 import dataclasses
+import gc
+import weakref
 from datetime import UTC, datetime
 
 import numpy as np
@@ -378,3 +380,118 @@ def test_a_big_frame_of_mixed_rows_partitions_and_converts():
     }  # fmt: skip
     glucose = result.observations[result.observations["raw_code"] == "2345-7"]
     assert glucose["value"].round(1).unique().tolist() == [99.1]
+
+
+# --- small frames: one path for a message and for a bulk load ----------------------------------
+
+# An HL7 v2 ORU message: five OBX rows, as wardwatch.ingest.hl7v2 reports them.
+MESSAGE = [
+    ("8867-4", 72.0, "/min"),
+    ("9279-1", 18.0, "/min"),
+    ("8310-5", 37.2, "Cel"),
+    ("2524-7", 2.1, "mmol/L"),
+    ("777-3", 221.0, "10*3/uL"),
+]
+
+
+def message(*rows, text=False):
+    return [
+        Reported(
+            patient_id="patient-9",
+            encounter_id=None,
+            system="LN",
+            code=code,
+            display=None,
+            value=value,
+            value_text=str(value) if text and value is not None else None,
+            comparator=None,
+            unit=unit,
+            effective_at=WHEN,
+            source="hl7v2",
+            source_id=f"MSG00001|{i + 1}",
+        )
+        for i, (code, value, unit) in enumerate(rows)
+    ]
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        MESSAGE,
+        [*MESSAGE[:3], ("2524-7", 2.0, "mmol/Lx"), ("2524-7", None, "mmol/L")],
+        [("11156-7", None, None), ("2345-8", 1.0, "mg/dL"), *MESSAGE[:3]],
+    ],
+    ids=["all accepted", "bad unit and no number", "no value and invalid code"],
+)
+@pytest.mark.parametrize("text", [False, True], ids=["numbers", "numbers with text"])
+def test_a_message_alone_equals_its_rows_inside_a_big_frame(rows, text):
+    items = message(*rows, text=text)
+    bulk = [dataclasses.replace(KINDS[i % len(KINDS)], source_id=str(i)) for i in range(20_000)]
+    positions = [3, 4_999, 5_000, 12_345, 19_999][: len(items)]
+    for position, it in zip(positions, items, strict=True):
+        bulk[position] = it
+    big = normalize(reported_frame(bulk))
+    alone_frame = reported_frame(items)
+    alone_frame.index = positions
+    alone = normalize(alone_frame)
+    assert len(alone.observations) + len(alone.rejections) == len(items)
+    pd.testing.assert_frame_equal(
+        alone.observations, big.observations[big.observations.index.isin(positions)]
+    )
+    pd.testing.assert_frame_equal(
+        alone.rejections, big.rejections[big.rejections.index.isin(positions)]
+    )
+
+
+def test_a_message_of_loinc_vitals_and_labs():
+    result = normalize(reported_frame(message(*MESSAGE)))
+    assert result.rejections.empty
+    rows = result.observations
+    assert list(rows["variable"]) == ["HR", "Resp", "Temp", "Lactate", "Platelets"]
+    assert list(rows["unit"]) == ["/min", "/min", "Cel", "mmol/L", "10*3/uL"]
+    assert list(rows["raw_value"]) == ["72", "18", "37.2", "2.1", "221"]
+    assert list(rows["source_id"]) == [f"MSG00001|{i}" for i in range(1, 6)]
+    assert all(str(rows[c].dtype) == "str" for c in NORMALIZED_COLUMNS if c not in _NOT_TEXT)
+
+
+_NOT_TEXT = ("value", "effective_at")
+
+
+def test_columns_of_object_dtype_give_the_same_frames():
+    items = [dataclasses.replace(k, source_id=str(i)) for i, k in enumerate(KINDS)]
+    typed = normalize(reported_frame(items))
+    untyped = normalize(reported_frame(items).astype(object))
+    pd.testing.assert_frame_equal(untyped.observations, typed.observations)
+    pd.testing.assert_frame_equal(untyped.rejections, typed.rejections)
+
+
+def test_each_code_map_keeps_its_own_plans():
+    frame = reported_frame([item("12345", 90.0, "mg/dL", system="99LAB")])
+    mapped = LocalCodeMap.from_rows([("99LAB", "12345", "2345-7", "", "glucose")])
+    held = LocalCodeMap.from_rows([("99LAB", "12345", "", "", "not this one")])
+    for _ in range(2):  # the second round reads every plan from the caches
+        assert normalize(frame, mapped).observations["variable"].tolist() == ["Glucose"]
+        refused_row = normalize(frame, held).rejections.iloc[0]
+        assert refused_row["reason"].endswith("not this one")
+        assert normalize(frame).rejections["reason_code"].tolist() == ["unmapped_code"]
+
+
+def test_kept_plans_do_not_keep_a_code_map_alive():
+    hospital = LocalCodeMap.from_rows([("99LAB", "12345", "2345-7", "", "glucose")])
+    normalize(reported_frame([item("12345", 90.0, "mg/dL", system="99LAB")]), hospital)
+    gone = weakref.ref(hospital)
+    del hospital
+    gc.collect()
+    assert gone() is None
+
+
+def test_changing_a_result_changes_neither_the_input_nor_the_next_result():
+    items = message(*MESSAGE)
+    first = normalize(reported_frame(items))
+    expected = first.observations.copy()
+    first.observations.iloc[0, NORMALIZED_COLUMNS.index("loinc")] = "changed"  # in place
+    first.observations.iloc[0, NORMALIZED_COLUMNS.index("value")] = -1.0
+    frame = reported_frame(items)
+    before = frame.copy()
+    pd.testing.assert_frame_equal(normalize(frame).observations, expected)
+    pd.testing.assert_frame_equal(frame, before)
