@@ -7,6 +7,7 @@ name and, for archives, by their members.
 
 from __future__ import annotations
 
+import functools
 import tarfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -57,9 +58,17 @@ def _member_names(path: Path) -> list[str]:
     if path.is_dir():
         return [str(p) for p in sorted(path.rglob("*")) if p.is_file()]
     if path.name.endswith((".tar.gz", ".tgz", ".tar")):
-        with tarfile.open(path) as archive:
-            return [m.name for m in archive if m.isfile()]
+        return list(_archive_listing(path, path.stat().st_mtime_ns))
     return [path.name]
+
+
+@functools.lru_cache(maxsize=8)
+def _archive_listing(path: Path, _mtime_ns: int) -> tuple[str, ...]:
+    """Listing a .tar.gz decompresses all of it; recognising its kind, sizing the progress
+    bar and ingesting it would otherwise do that three times (keyed on mtime: a rewritten
+    archive is listed afresh)."""
+    with tarfile.open(path) as archive:
+        return tuple(m.name for m in archive if m.isfile())
 
 
 def _documents(path: Path, kind: str) -> Iterator[tuple[str, bytes]]:
