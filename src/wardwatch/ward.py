@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from wardwatch.features import build_features
 from wardwatch.model.artifact import load_shipped_model
+from wardwatch.model.risk import RiskModel
 from wardwatch.store.cohort import load_wide
 
 ICU_UNITS = ("ICU", "MICU", "SICU")
@@ -22,7 +23,7 @@ SHOWN = (("HR", "HR"), ("MAP", "MAP"), ("Temp", "Temp"), ("Resp", "Resp"), ("O2S
          ("Lactate", "Lactate"))  # fmt: skip
 
 
-def latest_scores(engine: Engine) -> pd.DataFrame:
+def latest_scores(engine: Engine, model: RiskModel) -> pd.DataFrame:
     """Each stay's latest hour with its calibrated risk, uncertainty and OOD flag."""
     with engine.connect() as conn:
         wide = load_wide(conn)
@@ -30,7 +31,6 @@ def latest_scores(engine: Engine) -> pd.DataFrame:
     wide = wide.loc[wide["unit"].isin(ICU_UNITS)].reset_index(drop=True)
     if wide.empty:
         return wide
-    model = load_shipped_model()
     # The model's unit of analysis is one ICU stay, so a stay is scored as its own history.
     predictions = model.predict(build_features(wide.assign(patient_id=wide["encounter_id"])))
     scored = pd.concat([wide.reset_index(drop=True), predictions.reset_index(drop=True)], axis=1)
@@ -66,11 +66,12 @@ def _value(row: pd.Series, variable: str) -> str:
 
 
 def show_ward(engine: Engine, console: Console, rows: int = 15) -> None:
-    scores = latest_scores(engine)
+    model = load_shipped_model()
+    scores = latest_scores(engine, model)
     if scores.empty:
         console.print("no ICU stays in the database yet")
         return
-    threshold = load_shipped_model().threshold
+    threshold = model.threshold
     table = Table(title=f"ICU worklist: {len(scores)} stays, highest risk first", expand=False)
     for heading in ("patient", "unit", "hour", "risk", "±", *(h for _, h in SHOWN), "flag"):
         table.add_column(heading, justify="right" if heading not in {"patient", "flag"} else "left")

@@ -30,18 +30,18 @@ def _noop(_n: int) -> None:
     return None
 
 
-def kind_of(path: Path) -> str:
-    """ "psv", "fhir", "hl7" or "mixed" (a directory or archive of several kinds)."""
+def kinds_in(path: Path) -> list[str]:
+    """Which of "psv", "fhir", "hl7" the path holds, in the order they are ingested."""
     if not path.exists():
         raise IngestError(f"{path}: no such file or directory")
-    names = _member_names(path)
-    kinds = {_kind_of_name(n) for n in names} - {None}
+    found = {_kind_of_name(n) for n in _member_names(path)}
+    kinds = [kind for kind in INGESTERS if kind in found]
     if not kinds:
         raise IngestError(
             f"{path}: found no .psv, .json, .ndjson or .hl7 files; "
             "give a PhysioNet .psv file/directory/.tar.gz, FHIR JSON or NDJSON, or HL7 v2 files"
         )
-    return kinds.pop() if len(kinds) == 1 else "mixed"  # type: ignore[return-value]
+    return kinds
 
 
 def _kind_of_name(name: str) -> str | None:
@@ -142,10 +142,7 @@ INGESTERS: dict[str, Callable[[Pipeline, Path, Progress], IngestSummary]] = {
 def ingest_path(pipeline: Pipeline, path: Path, progress: Progress = _noop) -> IngestSummary:
     """Ingest everything under `path`; returns counts of what was accepted, duplicate, kept out."""
     path = Path(path)
-    kind = kind_of(path)
-    kinds = ("psv", "fhir", "hl7") if kind == "mixed" else (kind,)
     summary = IngestSummary()
-    for each in kinds:
-        if each in {_kind_of_name(n) for n in _member_names(path)}:
-            summary.add(INGESTERS[each](pipeline, path, progress))
+    for kind in kinds_in(path):
+        summary.add(INGESTERS[kind](pipeline, path, progress))
     return summary

@@ -1,8 +1,9 @@
 """parse → normalize → quality gate → store, for one message or a bulk batch alike.
 
-Every entry point ends in `store_batch`, which runs in one transaction: either all of a
-batch's accepted observations, quarantined items and receipt are committed, or none is.
-Callers acknowledge (HL7 AA) only after it returns.
+Files go through `store_batch`, messages with an identity (HL7 MSH-10) through
+`store_messages`; both normalize and gate with `_gated` and write one transaction: either
+all of a batch's accepted observations, quarantined items and receipts are committed, or
+none is. Callers acknowledge (HL7 AA) only after it returns.
 """
 
 from __future__ import annotations
