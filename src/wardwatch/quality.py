@@ -155,3 +155,22 @@ def gate(frame: pd.DataFrame, ctx: GateContext) -> GateResult:
         return GateResult(frame, pd.DataFrame(columns=list(REJECTION_COLUMNS)))
     rejections = _rejections(frame.loc[rejected], codes[rejected], ctx)
     return GateResult(frame.loc[~rejected], rejections)
+
+
+def blank_implausible(wide: pd.DataFrame) -> pd.DataFrame:
+    """A wide hourly frame with the values the gate would quarantine as implausible blanked.
+
+    Offline readers (prediction files, evaluation, training) use it so that they see what the
+    live store holds — one definition of "plausible", the gate's — and a replay through the
+    store reproduces their scores exactly.
+    """
+    table = _range_table()
+    present = [name for name in table if name in wide.columns]
+    values = wide.loc[:, present].to_numpy(dtype="float64")
+    low, high = (np.array([table[n][i] for n in present]) for i in (0, 1))
+    bad = (values < low) | (values > high)
+    if not bad.any():
+        return wide
+    out = wide.copy()
+    out.loc[:, present] = np.where(bad, np.nan, values)
+    return out

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from wardwatch.domain import REPORTED_COLUMNS, Encounter, Patient, Sex
+from wardwatch.quality import blank_implausible
 
 VITALS = ("HR", "O2Sat", "Temp", "SBP", "MAP", "DBP", "Resp", "EtCO2")
 LABS = (
@@ -89,12 +90,20 @@ def count_patient_files(source: Path) -> int:
         return sum(1 for m in archive if m.isfile() and m.name.endswith(".psv"))
 
 
-def iter_cohort(source: Path, patients_per_chunk: int = 1000) -> Iterator[pd.DataFrame]:
+def iter_cohort(
+    source: Path, patients_per_chunk: int = 1000, *, as_stored: bool = False
+) -> Iterator[pd.DataFrame]:
     """Patient files as wide hourly frames of up to `patients_per_chunk` patients each.
 
     Each chunk's files are concatenated and parsed by a single C-level CSV read, which is
-    what makes all of set A (790k rows) load in seconds rather than minutes.
+    what makes all of set A (790k rows) load in seconds rather than minutes. `as_stored`
+    blanks the values the quality gate would quarantine: what the live store would hold.
     """
+    for chunk in _chunks(source, patients_per_chunk):
+        yield blank_implausible(chunk) if as_stored else chunk
+
+
+def _chunks(source: Path, patients_per_chunk: int) -> Iterator[pd.DataFrame]:
     ids: list[str] = []
     bodies: list[bytes] = []
     header: bytes | None = None
@@ -118,13 +127,15 @@ def iter_cohort(source: Path, patients_per_chunk: int = 1000) -> Iterator[pd.Dat
         yield _concat(header, ids, bodies)
 
 
-def read_cohort(source: Path, limit: int | None = None) -> pd.DataFrame:
+def read_cohort(
+    source: Path, limit: int | None = None, *, as_stored: bool = False
+) -> pd.DataFrame:
     """All patient files (or the first `limit`) as one wide hourly frame.
 
     Columns: `patient_id`, `hour` (= ICULOS), then the file's columns.
     """
     chunks = []
-    for chunk in iter_cohort(source, patients_per_chunk=limit or 5000):
+    for chunk in iter_cohort(source, patients_per_chunk=limit or 5000, as_stored=as_stored):
         chunks.append(chunk)
         if limit is not None:
             break
@@ -169,6 +180,13 @@ def sepsis_onset_hours(wide: pd.DataFrame) -> pd.Series:
     return labelled.groupby("patient_id", sort=False)["ICULOS"].min() + LABEL_LEAD_HOURS
 
 
+Admissions = datetime | pd.Series  # one time for every stay, or a time per patient_id
+
+
+def _admission_of(admitted_at: Admissions, pid: str) -> datetime:
+    return admitted_at if isinstance(admitted_at, datetime) else admitted_at[pid]
+
+
 def _at(admitted_at: datetime, hours: float) -> datetime | None:
     if hours is None or np.isnan(hours):
         return None
@@ -176,9 +194,10 @@ def _at(admitted_at: datetime, hours: float) -> datetime | None:
 
 
 def patients_and_encounters(
-    wide: pd.DataFrame, admitted_at: datetime = DEFAULT_ADMISSION
+    wide: pd.DataFrame, admitted_at: Admissions = DEFAULT_ADMISSION
 ) -> tuple[list[Patient], list[Encounter]]:
-    """One Patient and one ICU Encounter per patient in a wide cohort frame."""
+    """One Patient and one ICU Encounter per patient in a wide cohort frame (a replay admits
+    each patient at its own time: pass a Series of admission times indexed by patient_id)."""
     first = wide.groupby("patient_id", sort=False)[list(DEMOGRAPHICS)].first()
     span = wide.groupby("patient_id", sort=False)["ICULOS"].agg(["min", "max"])
     onset = sepsis_onset_hours(wide).reindex(first.index)
@@ -187,24 +206,31 @@ def patients_and_encounters(
     for pid, row in first.iterrows():
         sex = {1.0: Sex.MALE, 0.0: Sex.FEMALE}.get(row["Gender"], Sex.UNKNOWN)
         patients.append(Patient(str(pid), sex=sex, source=SOURCE))
+        admitted = _admission_of(admitted_at, str(pid))
         encounters.append(
             Encounter(
                 encounter_id=f"{pid}-icu",
                 patient_id=str(pid),
                 unit=units[pid],
-                admitted_at=admitted_at,
-                hospital_admitted_at=_at(admitted_at, row["HospAdmTime"]),
-                discharged_at=_at(admitted_at, span.at[pid, "max"]),
-                records_start_at=_at(admitted_at, span.at[pid, "min"]),
+                admitted_at=admitted,
+                hospital_admitted_at=_at(admitted, row["HospAdmTime"]),
+                discharged_at=_at(admitted, span.at[pid, "max"]),
+                records_start_at=_at(admitted, span.at[pid, "min"]),
                 age_years=None if np.isnan(row["Age"]) else float(row["Age"]),
-                sepsis_onset_at=_at(admitted_at, onset[pid]),
+                sepsis_onset_at=_at(admitted, onset[pid]),
                 source=SOURCE,
             )
         )
     return patients, encounters
 
 
-def reported_rows(wide: pd.DataFrame, admitted_at: datetime = DEFAULT_ADMISSION) -> pd.DataFrame:
+def _admitted(admitted_at: Admissions, patient: np.ndarray) -> pd.Timestamp | pd.DatetimeIndex:
+    if isinstance(admitted_at, datetime):
+        return pd.Timestamp(admitted_at)
+    return pd.to_datetime(admitted_at.reindex(patient).to_numpy(), utc=True)
+
+
+def reported_rows(wide: pd.DataFrame, admitted_at: Admissions = DEFAULT_ADMISSION) -> pd.DataFrame:
     """Every non-missing measured value of a wide cohort frame as a `Reported` frame.
 
     The variables travel under the system "physionet2019" with the column name as code; the
@@ -232,7 +258,7 @@ def reported_rows(wide: pd.DataFrame, admitted_at: datetime = DEFAULT_ADMISSION)
             "value_text": None,
             "comparator": None,
             "unit": None,
-            "effective_at": pd.Timestamp(admitted_at) + pd.to_timedelta(hours, unit="h"),
+            "effective_at": _admitted(admitted_at, patient) + pd.to_timedelta(hours, unit="h"),
             "source": np.full(n, SOURCE, dtype=object),
             "source_id": source_id.to_numpy(),
             "payload": "",

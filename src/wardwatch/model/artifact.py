@@ -61,7 +61,7 @@ def model_files(model: RiskModel) -> dict[str, bytes]:
             "feature_names": list(model.feature_names),
             "threshold": model.threshold,
             "members": members,
-            "metadata": model.metadata,
+            "metadata": {k: v for k, v in model.metadata.items() if k != "version"},
         }
     )
     return files
@@ -137,14 +137,25 @@ def load_model(directory: Path) -> RiskModel:
     if unlisted:
         raise ArtifactError(f"{directory}: members {unlisted} are not in the manifest")
     boosters = [lgb.Booster(model_str=files[m].decode()) for m in spec["members"]]
+    # The version is content-addressed: the same files are the same version wherever they
+    # are copied, and any change to any file is a new version.
+    metadata = {**spec["metadata"], "version": model_version(files)}
     return RiskModel(
         boosters,
         calibrator_from_dict(json.loads(files["calibrator.json"])),
         OODDetector.from_dict(json.loads(files["ood.json"])),
         spec["threshold"],
         spec["feature_names"],
-        spec["metadata"],
+        metadata,
     )
+
+
+def model_version(files: dict[str, bytes]) -> str:
+    """`sepsis-` and the first 12 hex digits of the sha256 over the artifact's files."""
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + _sha256(files[name]).encode())
+    return f"sepsis-{digest.hexdigest()[:12]}"
 
 
 def load_card(directory: Path) -> dict[str, Any]:

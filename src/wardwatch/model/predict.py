@@ -5,7 +5,8 @@ For every patient file `pXXXXXX.psv` in `in_dir`, writes `out_dir/pXXXXXX.psv` w
 hour (6 decimals) and 1 if it reaches the model's threshold, else 0. The challenge feeds rows
 0..t to the model for hour t; the features at hour t depend on rows 0..t only (see
 `wardwatch.features`, tested against truly incremental scoring), so scoring each whole file in
-one pass gives the same numbers, thousands of times faster.
+one pass gives the same numbers, thousands of times faster. Values the quality gate would
+quarantine as implausible are blanked first, as the live store would never hold them.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def predict_psv(
     model = model or load_shipped_model()
     out_dir.mkdir(parents=True, exist_ok=True)
     total, done = count_patient_files(in_dir), set()
-    for chunk in iter_cohort(in_dir, patients_per_chunk=patients_per_chunk):
+    for chunk in iter_cohort(in_dir, patients_per_chunk=patients_per_chunk, as_stored=True):
         done.update(_write_chunk(chunk, model, out_dir))
         if progress is not None:
             progress(len(done), total)

@@ -61,6 +61,11 @@ class RiskModel:
         self.feature_names = tuple(feature_names)
         self.metadata = dict(metadata or {})
 
+    @property
+    def version(self) -> str:
+        """The artifact's content-addressed version (`unsaved` for a model not yet saved)."""
+        return str(self.metadata.get("version", "unsaved"))
+
     def _positions(self, columns: pd.Index) -> tuple[np.ndarray, np.ndarray]:
         """Where the model's and the OOD detector's inputs sit among `columns` (cached)."""
         cached = getattr(self, "_columns_cache", None)

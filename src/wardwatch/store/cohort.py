@@ -7,11 +7,16 @@ HL7, FHIR or PSV — so training, evaluation and live scoring read one shape.
 Hour h of a stay covers (admission + h-1 h, admission + h h]: a value measured at 10:20
 after an 08:00 admission belongs to hour 3, and is therefore only visible from hour 3 on.
 When several values of a variable fall in one hour, the latest is the hour's value.
+
+`until` makes it an as-of view: only measurements taken by then, and each stay's rows run to
+the hour that contains `until` (so a stay with no new data still ages hour by hour: its
+"hours since measured" grow, which is what the model must see) but never past its discharge.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
@@ -23,7 +28,9 @@ from wardwatch.store.schema import encounters, observations, patients
 HOUR = pd.Timedelta(hours=1)
 
 
-def _stays(conn: Connection, patient_ids: Sequence[str] | None) -> pd.DataFrame:
+def _stays(
+    conn: Connection, patient_ids: Sequence[str] | None, encounter_ids: Sequence[str] | None
+) -> pd.DataFrame:
     query = select(
         encounters.c.encounter_id, encounters.c.patient_id, encounters.c.unit,
         encounters.c.admitted_at, encounters.c.hospital_admitted_at, encounters.c.age_years,
@@ -33,9 +40,9 @@ def _stays(conn: Connection, patient_ids: Sequence[str] | None) -> pd.DataFrame:
     ).join(patients, patients.c.patient_id == encounters.c.patient_id)  # fmt: skip
     if patient_ids is not None:
         query = query.where(encounters.c.patient_id.in_(list(patient_ids)))
-    stays = pd.DataFrame(
-        conn.execute(query).mappings().all(), columns=list(query.selected_columns.keys())
-    )
+    if encounter_ids is not None:
+        query = query.where(encounters.c.encounter_id.in_(list(encounter_ids)))
+    stays = _frame(conn.execute(query).all(), list(query.selected_columns.keys()))
     for column in (
         "admitted_at",
         "hospital_admitted_at",
@@ -47,7 +54,16 @@ def _stays(conn: Connection, patient_ids: Sequence[str] | None) -> pd.DataFrame:
     return stays
 
 
-def _measurements(conn: Connection, encounter_ids: list[str]) -> pd.DataFrame:
+def _frame(rows: Sequence[Sequence[object]], columns: list[str]) -> pd.DataFrame:
+    """Rows to a frame column by column: pandas inspects every SQLAlchemy Row object it is
+    handed, which costs more than the query."""
+    data = list(zip(*rows, strict=True)) if rows else [()] * len(columns)
+    return pd.DataFrame(dict(zip(columns, data, strict=True)), columns=columns)
+
+
+def _measurements(
+    conn: Connection, stays: pd.DataFrame, until: datetime | None, chosen: bool
+) -> pd.DataFrame:
     query = (
         select(
             observations.c.encounter_id,
@@ -56,11 +72,17 @@ def _measurements(conn: Connection, encounter_ids: list[str]) -> pd.DataFrame:
             observations.c.effective_at,
         )
         .where(observations.c.variable.in_(MEASURED), observations.c.value.is_not(None))
-        .where(observations.c.encounter_id.in_(encounter_ids))
         .order_by(observations.c.effective_at, observations.c.id)
     )
+    if chosen:  # patient_id first: it leads the observations' index, encounter_id is not indexed
+        query = query.where(
+            observations.c.patient_id.in_(list(stays["patient_id"].unique())),
+            observations.c.encounter_id.in_(list(stays["encounter_id"])),
+        )
+    if until is not None:
+        query = query.where(observations.c.effective_at <= until)
     columns = ["encounter_id", "variable", "value", "effective_at"]
-    frame = pd.DataFrame(conn.execute(query).all(), columns=columns)
+    frame = _frame(conn.execute(query).all(), columns)
     frame["effective_at"] = pd.to_datetime(frame["effective_at"], utc=True)
     return frame
 
@@ -93,33 +115,46 @@ def _demographics(stays: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_wide(
-    conn: Connection, patient_ids: Sequence[str] | None = None, until_hour: int | None = None
+    conn: Connection,
+    patient_ids: Sequence[str] | None = None,
+    *,
+    encounter_ids: Sequence[str] | None = None,
+    until: datetime | None = None,
 ) -> pd.DataFrame:
-    """One row per stay-hour from hour 1 to the last hour with data (or `until_hour`)."""
-    stays = _stays(conn, patient_ids)
+    """One row per stay-hour from the first recorded hour to the last hour with data or the
+    discharge (or, with `until`, to the hour containing `until`); stays admitted after
+    `until` are left out."""
+    stays = _stays(conn, patient_ids, encounter_ids)
     stays = stays.loc[stays["admitted_at"].notna()]
-    values = _measurements(conn, list(stays["encounter_id"]))
+    if until is not None:
+        stays = stays.loc[stays["admitted_at"] <= pd.Timestamp(until)]
+    chosen = patient_ids is not None or encounter_ids is not None
+    values = _measurements(conn, stays, until, chosen)
     admitted = values["encounter_id"].map(stays.set_index("encounter_id")["admitted_at"])
     values["hour"] = _hour_of(values["effective_at"], admitted)
     hourly = values.pivot_table(index=["encounter_id", "hour"], columns="variable",
                                 values="value", aggfunc="last")  # fmt: skip
-    return _dense(hourly, stays, until_hour)
+    return _dense(hourly, stays, until)
 
 
-def _span(hourly: pd.DataFrame, stays: pd.DataFrame, until_hour: int | None) -> pd.DataFrame:
+def _span(hourly: pd.DataFrame, stays: pd.DataFrame, until: datetime | None) -> pd.DataFrame:
     """First and last hour of each stay's hourly record."""
     by_stay = stays.set_index("encounter_id")
     last_data = hourly.reset_index().groupby("encounter_id")["hour"].max()
     first = _hours_after_admission(stays, "records_start_at").round().set_axis(by_stay.index)
     discharged = _hours_after_admission(stays, "discharged_at").round().set_axis(by_stay.index)
     span = pd.DataFrame({"first": first.fillna(1).clip(lower=1)})
-    last = pd.concat([last_data.reindex(span.index), discharged, span["first"]], axis=1).max(axis=1)
-    span["last"] = last if until_hour is None else last.clip(upper=until_hour)
+    if until is None:
+        last = pd.concat([last_data.reindex(span.index), discharged, span["first"]], axis=1)
+        span["last"] = last.max(axis=1)
+    else:
+        now = np.ceil((pd.Timestamp(until) - by_stay["admitted_at"]) / HOUR)
+        span["last"] = now.where(~(discharged < now), discharged)
     return span.astype("int64")
 
 
-def _dense(hourly: pd.DataFrame, stays: pd.DataFrame, until_hour: int | None) -> pd.DataFrame:
-    span = _span(hourly, stays, until_hour)
+def _dense(hourly: pd.DataFrame, stays: pd.DataFrame, until: datetime | None) -> pd.DataFrame:
+    span = _span(hourly, stays, until)
     lengths = (span["last"] - span["first"] + 1).clip(lower=0).to_numpy()
     hours = [np.arange(a, b + 1) for a, b in zip(span["first"], span["last"], strict=True)]
     index = pd.MultiIndex.from_arrays(

@@ -127,3 +127,122 @@ receipts = Table(
     Column("quarantined", Integer, nullable=False),
     UniqueConstraint("source", "message_id", name="uq_receipts_message"),
 )
+
+# ---------------------------------------------------------------- scores and alerts
+#
+# Append-only like observations: a score is what the system said at a moment, and a clinician
+# must later be able to see exactly that. The current score of a stay is its newest row.
+
+scores = Table(
+    "scores",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("encounter_id", String(64), nullable=False),
+    Column("patient_id", String(64), nullable=False),
+    Column("model_version", String(64), nullable=False),
+    Column("role", String(8), nullable=False),  # active | shadow (shadow is never shown)
+    Column("unit", String(32)),
+    Column("hour", Integer, nullable=False),  # hour of the stay the score is for
+    Column("as_of", UtcDateTime, nullable=False),  # data time: admission + hour
+    Column("scored_at", UtcDateTime, nullable=False),  # wall clock
+    Column("risk", Float, nullable=False),
+    Column("uncertainty", Float, nullable=False),
+    Column("ood_score", Float, nullable=False),
+    Column("ood", Boolean, nullable=False),
+    Column("threshold", Float, nullable=False),
+    Column("vitals_age_hours", Float),  # hours since the freshest vital sign; NULL: none yet
+    Column("input_ages", Text, nullable=False),  # JSON {variable: hours since last measured}
+    # The newest observation id the score saw: a stay with a newer one is due for scoring.
+    Column("through_observation_id", Integer, nullable=False),
+    Index("ix_scores_encounter", "encounter_id", "model_version", "hour"),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("alert_id", Integer, primary_key=True, autoincrement=True),
+    Column("encounter_id", String(64), nullable=False),
+    Column("patient_id", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),  # sepsis | review | escalation
+    Column("state", String(16), nullable=False),  # open | paused | confirmed | dismissed
+    Column("opened_at", UtcDateTime, nullable=False),  # data time of the triggering score
+    Column("score_id", Integer),
+    Column("risk", Float),
+    Column("model_version", String(64)),
+    Column("reasons", Text, nullable=False),  # JSON list of sentences a clinician reads
+    Column("paused_at", UtcDateTime),
+    Column("paused_until", UtcDateTime),
+    Column("pause_until_new_data", Boolean, nullable=False, default=False),
+    Column("escalated", Boolean, nullable=False, default=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("closed_at", UtcDateTime),
+    Column("closed_risk", Float),  # risk when confirmed or dismissed: a re-alert must beat it
+    Index("ix_alerts_encounter", "encounter_id", "state"),
+)
+
+# Who did what to an alert, when: one row per transition, never updated.
+alert_events = Table(
+    "alert_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("alert_id", Integer, ForeignKey("alerts.alert_id"), nullable=False),
+    Column("encounter_id", String(64), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("actor", String(64), nullable=False),  # user id, or "wardwatch" for the system
+    Column("role", String(32), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("from_state", String(16)),
+    Column("to_state", String(16), nullable=False),
+    Column("reason_code", String(32)),
+    Column("note", Text),
+    Index("ix_alert_events_alert", "alert_id"),
+)
+
+nursing_assessments = Table(
+    "nursing_assessments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("encounter_id", String(64), nullable=False),
+    Column("patient_id", String(64), nullable=False),
+    Column("alert_id", Integer),
+    Column("at", UtcDateTime, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("answers", Text, nullable=False),  # JSON {question code: answer}
+    Column("concern", Boolean, nullable=False),  # the nurse suspects infection / sepsis
+    Column("note", Text),
+    Index("ix_nursing_assessments_encounter", "encounter_id"),
+)
+
+checklist_items = Table(
+    "checklist_items",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("alert_id", Integer, ForeignKey("alerts.alert_id"), nullable=False),
+    Column("item", String(32), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("due_at", UtcDateTime, nullable=False),  # timed from the alert, as SEP-1 is
+    Column("applicable", Boolean, nullable=False, default=True),
+    Column("why", Text),  # why it applies or does not (e.g. "lactate 4.6 mmol/L")
+    Column("done_at", UtcDateTime),
+    Column("done_by", String(64)),
+    Column("note", Text),
+    UniqueConstraint("alert_id", "item", name="uq_checklist_item"),
+)
+
+# The ward's clock when time is simulated (replay); absent row: the wall clock.
+ward_clock = Table(
+    "ward_clock",
+    metadata,
+    Column("name", String(16), primary_key=True),
+    Column("now", UtcDateTime, nullable=False),
+    Column("speed", Float, nullable=False),
+)
+
+# How far each model has scored: observations with a larger id belong to stays due for a
+# score. Committed with the scores, so a crash between the two loses no work and repeats none.
+scoring_marks = Table(
+    "scoring_marks",
+    metadata,
+    Column("model_version", String(64), primary_key=True),
+    Column("through_observation_id", Integer, nullable=False),
+)

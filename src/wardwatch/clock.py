@@ -1,0 +1,40 @@
+"""The ward's clock: the wall clock, or the simulated time of a replay.
+
+A replay runs patients' past hours at, say, 3600 times real speed. Everything that reasons
+about "now" — how old the last vital sign is, whether a pause has ended, how long a checklist
+item has left — must then use the replay's time, or a paused alert would never come back and
+every value would look days old. The replay writes its time into `ward_clock`; without a row
+the ward runs on the wall clock, as in production.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, delete, insert, select
+
+from wardwatch.store.schema import ward_clock
+
+_NAME = "ward"
+
+
+def ward_now(conn: Connection) -> datetime:
+    """The simulated time if a replay runs, else the wall clock (aware UTC)."""
+    simulated = conn.execute(select(ward_clock.c.now).where(ward_clock.c.name == _NAME)).scalar()
+    return simulated if simulated is not None else datetime.now(UTC)
+
+
+def is_simulated(conn: Connection) -> bool:
+    query = select(ward_clock.c.speed).where(ward_clock.c.name == _NAME)
+    return conn.execute(query).scalar() is not None
+
+
+def set_ward_clock(conn: Connection, now: datetime, speed: float) -> None:
+    """Move the simulated clock (replay only)."""
+    conn.execute(delete(ward_clock).where(ward_clock.c.name == _NAME))
+    conn.execute(insert(ward_clock).values(name=_NAME, now=now, speed=speed))
+
+
+def clear_ward_clock(conn: Connection) -> None:
+    """Back to the wall clock."""
+    conn.execute(delete(ward_clock).where(ward_clock.c.name == _NAME))
