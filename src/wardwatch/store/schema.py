@@ -25,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.types import DateTime, TypeDecorator
 
@@ -179,6 +180,10 @@ alerts = Table(
     Column("closed_risk", Float),  # risk when confirmed or dismissed: a re-alert must beat it
     Index("ix_alerts_encounter", "encounter_id", "state"),
 )
+# At most one active (open or paused) alert of a kind per stay, even with two scorers racing.
+_ACTIVE = text("state IN ('open', 'paused')")
+Index("uq_alerts_active", alerts.c.encounter_id, alerts.c.kind, unique=True,
+      sqlite_where=_ACTIVE, postgresql_where=_ACTIVE)  # fmt: skip
 
 # Who did what to an alert, when: one row per transition, never updated.
 alert_events = Table(
