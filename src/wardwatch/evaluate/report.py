@@ -71,11 +71,13 @@ def evaluate_cohort(
     title: str = "Sepsis early warning: evaluation",
     small_cell: int = SMALL_CELL,
     params: UtilityParameters = CHALLENGE_2019,
+    alert_policy: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Every metric, subgroup table and figure series for `predictions` on the cohort `wide`.
 
     `wide` needs `patient_id`, `SepsisLabel`, `Age`, `Gender`, `Unit1` and `Unit2`, rows
     grouped by patient in time order; each `Predictions` has one value per row of `wide`.
+    `alert_policy` is `alerts.burden.policy_variants` on the same cohort, when there is one.
     """
     labels = wide["SepsisLabel"].to_numpy()
     stays = Stays.from_labels(wide["patient_id"].to_numpy(), labels, params)
@@ -84,7 +86,8 @@ def evaluate_cohort(
         for name, p in predictions.items()
     }
     figures = _figure_data({n: m.pop("curves") for n, m in models.items()}, models)
-    return {
+    policy = {} if alert_policy is None else {"alert_policy": alert_policy}
+    return policy | {
         "title": title,
         "cohort": {
             "patients": stays.n_stays,
@@ -341,6 +344,63 @@ def _cohort(results: dict[str, Any]) -> str:
 
 
 GROUP_TITLES = {"sex": "Sex", "age": "Age band (years)", "unit": "ICU unit"}
+POLICY_COLUMNS = (
+    ("alerts_per_100_patient_days", "Alerts / 100 pt-days", "{:.1f}"),
+    ("review_flags_per_100_patient_days", "Review flags / 100 pt-days", "{:.1f}"),
+    ("sensitivity", "Sensitivity", "{:.0%}"),
+    ("sensitivity_before_onset", "Before onset", "{:.0%}"),
+    ("sensitivity_alert_or_review", "Alert or review", "{:.0%}"),
+    ("ppv_per_alert", "PPV per alert", "{:.0%}"),
+    ("median_lead_hours", "Median lead (h)", "{:.0f}"),
+    ("patients_alerted", "Patients alerted", "{:.0%}"),
+)
+POLICY_SETTINGS = (
+    "threshold", "require_organ_dysfunction", "suppress_realert", "realert_after_hours",
+    "realert_rise", "review_ood", "max_uncertainty", "max_vitals_age_hours", "review_after_hours",
+    "review_min_risk",
+)  # fmt: skip
+
+
+def policy_table(policy: dict[str, Any]) -> str:
+    """The policy variants side by side (the table of the report's alert-policy section)."""
+    rows = [
+        ("" if row["organ_dysfunction_gate"] is not None else "baseline",
+         [_e(row["name"]), *(_fmt(row[key], pattern) for key, _, pattern in POLICY_COLUMNS)])
+        for row in policy["variants"]
+    ]  # fmt: skip
+    return _table(["Policy", *(label for _, label, _ in POLICY_COLUMNS)], rows)
+
+
+def _policy_settings(policy: dict[str, Any]) -> str:
+    rows = [
+        ("", [_e(kind), *(_e("model's" if key == "threshold" and p[key] is None else p[key])
+                          for key in POLICY_SETTINGS)])
+        for kind, p in policy["policies"].items()
+    ]  # fmt: skip
+    return _table(["Unit", *(k.replace("_", " ") for k in POLICY_SETTINGS)], rows)
+
+
+def _policy_section(results: dict[str, Any]) -> str:
+    policy = results.get("alert_policy")
+    if policy is None:
+        return ""
+    defs = "".join(
+        f"<dt>{_e(k.replace('_', ' '))}</dt><dd>{_e(v)}</dd>"
+        for k, v in policy["definitions"].items()
+    )
+    return f"""<h2>Alert policy: what clinicians would see</h2>
+<p class="note">The model's alert policy replayed hour by hour over these patients: an alert
+needs the risk at or above the threshold ({_fmt(policy["threshold"], "{:.3g}")}, the model's
+unless a unit sets its own) and, with the gate, a measured sign of organ dysfunction; after a
+clinician confirms or dismisses, re-alert suppression keeps the patient quiet for a window and
+then until the risk rises materially. Untrustworthy input (out of distribution, stale vital
+signs, too uncertain) raises a needs-human-review flag instead. Without suppression, a patient
+whose alert was just answered is alerted again the next hour the conditions hold; each of a
+septic patient's repeated alerts counts, which is why PPV per alert rises there.</p>
+{policy_table(policy)}
+{_policy_settings(policy)}
+<dl>{defs}</dl>
+"""
 
 
 def render_html(results: dict[str, Any]) -> str:
@@ -370,7 +430,7 @@ def render_html(results: dict[str, Any]) -> str:
 patients who were septic. Definitions below.</p>
 <h2>More detail</h2>
 {_metric_table(results, SECONDARY)}
-<h2>What the numbers mean</h2>
+{_policy_section(results)}<h2>What the numbers mean</h2>
 <dl>{defs}</dl>
 <h2>Figures</h2>
 {_figures(results)}
