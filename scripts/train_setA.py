@@ -2,11 +2,12 @@
 
     .venv/bin/python scripts/train_setA.py /path/to/training_setA [--transfer] [--sample]
 
-Reads the patient files, builds features, trains `SepsisModelTrainer` (train and calibration
-splits of the hash rule), validates on the test split, optionally runs the Unit1 -> Unit2
-transfer experiment, and writes the artifact with its card and `figures.json` to
-`src/wardwatch/model/shipped/`. With `--sample`, also (re)writes the shipped patient sample
-(test-split patients only) to `src/wardwatch/data/physionet_sample/`.
+A thin wrapper around `wardwatch.model.training_run.train_model` (the same run as
+`wardwatch train`): it adds set A's description and the development comparisons to the
+card, and writes to `src/wardwatch/model/shipped/` (replacing the shipped model) unless
+`--out` says otherwise. With `--sample`, also (re)writes the shipped patient sample
+(test-split patients only) to `src/wardwatch/data/physionet_sample/`; `--sample-only`
+writes the sample and stops.
 """
 
 from __future__ import annotations
@@ -20,32 +21,28 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
-from wardwatch.evaluate.utility import normalized_utility
-from wardwatch.features import build_features, latest_features
-from wardwatch.ingest.psv import read_cohort, sepsis_onset_hours
-from wardwatch.model.artifact import SHIPPED, model_files, save_model
-from wardwatch.model.card import build_card, render_markdown
-from wardwatch.model.lineage import code_version, file_sha256, frame_sha256, library_versions
+from wardwatch.ingest.psv import read_cohort
+from wardwatch.model.artifact import SHIPPED
+from wardwatch.model.lineage import file_sha256
 from wardwatch.model.split import TEST, assign_split, buckets
-from wardwatch.model.train import SepsisModelTrainer
-from wardwatch.model.validate import validation_figures
+from wardwatch.model.training_run import TrainingError, train_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DIR = ROOT / "src" / "wardwatch" / "data" / "physionet_sample"
 SAMPLE_ARCHIVE = "setA_sample.tar.gz"
 SAMPLE_SALT = "wardwatch-sample-v1"
 SAMPLE_SEPTIC, SAMPLE_OTHER = 100, 200
-SOURCE_ARCHIVE = ROOT.parent / "shared" / "data" / "physionet2019" / "training_setA.tar.gz"
 SAMPLE_RULE = (
     f"Test-split patients only (never trained on). Septic (ever SepsisLabel = 1) and other "
     f"patients each ordered by int(sha256('{SAMPLE_SALT}:' + patient_id)[:8], 16) % 100, then by "
     f"id; the first {SAMPLE_SEPTIC} septic and first {SAMPLE_OTHER} other patients are kept."
 )
-TRANSFER_HABIT = ("_measured", "_count")
+SET_A = (
+    "PhysioNet/CinC Challenge 2019 training set A (one hospital system's ICU patients; Reyna MA "
+    "et al., Crit Care Med 2020;48(2):210-217; doi 10.13026/v64v-d857)"
+)
 
 
 # Development comparisons behind the shipped choices: one LightGBM model each (no bagging),
@@ -74,90 +71,6 @@ DEVELOPMENT_COMPARISONS = {
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def population(wide: pd.DataFrame, source: Path) -> dict[str, Any]:
-    septic = sepsis_onset_hours(wide)
-    return {
-        "description": "PhysioNet/CinC Challenge 2019 training set A (one hospital system's ICU "
-        f"patients): {wide['patient_id'].nunique()} patients, {len(septic)} septic, "
-        f"{len(wide)} patient-hours. Reyna MA et al., Crit Care Med 2020;48(2):210-217; "
-        "doi 10.13026/v64v-d857.",
-        "source": str(source.name),
-        "patients": int(wide["patient_id"].nunique()),
-        "septic_patients": len(septic),
-        "hours": len(wide),
-    }
-
-
-def lineage(wide: pd.DataFrame, trainer: SepsisModelTrainer) -> dict[str, Any]:
-    data: dict[str, Any] = {"wide_frame_sha256": frame_sha256(wide)}
-    if SOURCE_ARCHIVE.exists():
-        data["source_archive_sha256"] = file_sha256(SOURCE_ARCHIVE)
-    return {
-        "data": data,
-        "code": code_version(),
-        "libraries": library_versions(),
-        "parameters": trainer.get_params(),
-        "lightgbm_parameters": trainer.lightgbm_params(),
-        "split": "hash rule, see training_population.split_rule",
-    }
-
-
-def _auroc(y: np.ndarray, risk: np.ndarray) -> float:
-    return round(float(roc_auc_score(y, risk)), 4)
-
-
-def _utility(ids: np.ndarray, y: np.ndarray, alerts: np.ndarray) -> float:
-    return round(normalized_utility(ids, y, alerts), 4)
-
-
-def transfer(wide: pd.DataFrame, features: pd.DataFrame, drop: tuple[str, ...]) -> dict[str, Any]:
-    """Train on Unit1 (MICU) or on Unit2 (SICU) patients; test both on Unit2's test split."""
-    unit1, unit2 = wide["Unit1"].to_numpy() == 1, wide["Unit2"].to_numpy() == 1
-    y, ids = wide["SepsisLabel"].to_numpy(), wide["patient_id"].to_numpy()
-    exclude = (*SepsisModelTrainer().exclude, *(c for c in features.columns if c.endswith(drop)))
-    out: dict[str, Any] = {"dropped_feature_suffixes": list(drop)}
-    for name, rows in (("unit1", unit1), ("unit2", unit2)):
-        trainer = SepsisModelTrainer(n_members=1, exclude=exclude)
-        trainer.fit(features.loc[rows], y[rows], ids[rows])
-        model = trainer.risk_model_
-        target = unit2 & (assign_split(ids) == TEST)  # the same Unit2 patients for both
-        risk = model.predict(features.loc[target])["risk"].to_numpy()
-        optimum = trainer.report_["threshold"]["calibration_optimum"]
-        out[f"{name}_to_unit2"] = {
-            "auroc": _auroc(y[target], risk),
-            "utility_at_own_threshold": _utility(ids[target], y[target], risk >= model.threshold),
-            "threshold": round(model.threshold, 4),
-            "utility_at_own_calibration_optimum": _utility(ids[target], y[target], risk >= optimum),
-            "calibration_optimum": round(optimum, 4),
-            "patients": int(pd.unique(ids[target]).size),
-        }
-        log(f"transfer {name}->unit2 {out[f'{name}_to_unit2']}")
-    return out
-
-
-def scoring_speed(model: Any, wide: pd.DataFrame, features: pd.DataFrame) -> dict[str, Any]:
-    """Latency of one patient's update (~48 h history) and throughput over the given rows."""
-    lengths = wide.groupby("patient_id").size()
-    history = wide[wide["patient_id"] == (lengths - 48).abs().idxmin()]
-    times = []
-    for _ in range(210):
-        started = time.perf_counter()
-        model.predict(latest_features(history))
-        times.append(time.perf_counter() - started)
-    ms = np.asarray(times[10:]) * 1000
-    started = time.perf_counter()
-    model.predict(build_features(wide))
-    seconds = time.perf_counter() - started
-    return {
-        "online_update_ms_p50": round(float(np.percentile(ms, 50)), 2),
-        "online_update_ms_p99": round(float(np.percentile(ms, 99)), 2),
-        "offline_patient_hours_per_second": round(len(wide) / seconds),
-        "offline_rows": len(wide),
-        "note": "features + prediction, measured by the training script on the training machine "
-        "(2 shared cores); benchmarks/scoring.py measures the same on demand",
-    }
 
 
 def write_sample(source: Path, wide: pd.DataFrame) -> dict[str, Any]:
@@ -189,49 +102,25 @@ def main() -> None:
     parser.add_argument("--sample", action="store_true", help="(re)write the shipped sample")
     parser.add_argument("--sample-only", action="store_true")
     args = parser.parse_args()
-    log(f"reading {args.source}")
-    wide = read_cohort(args.source)
     if args.sample or args.sample_only:
-        log(f"sample: {write_sample(args.source, wide)}")
+        log(f"reading {args.source} for the sample")
+        log(f"sample: {write_sample(args.source, read_cohort(args.source))}")
         if args.sample_only:
             return
-    log(f"{len(wide)} rows; building features")
-    features = build_features(wide)
-    experiments: dict[str, Any] = {"development_comparisons": DEVELOPMENT_COMPARISONS}
-    if args.transfer:
-        description = ("Train on Unit1 (MICU) patients only, or on Unit2 (SICU) patients only "
-                       "(each on its own train/calibration splits, threshold chosen on its own "
-                       "calibration patients); test both on the test split of Unit2. 1-member "
-                       "models, otherwise the shipped parameters.")  # fmt: skip
-        for label, drop in (("all_features", ()), ("without_measured_and_count", TRANSFER_HABIT)):
-            experiments[f"transfer_unit1_to_unit2_{label}"] = {
-                "description": description,
-                **transfer(wide, features, drop),
-            }
-    log("training the shipped model")
-    trainer = SepsisModelTrainer().fit(features, wide["SepsisLabel"], wide["patient_id"])
-    log(f"trained: {json.dumps(trainer.report_)}")
-    test = trainer.split_ == TEST
-    figures = validation_figures(trainer.risk_model_, wide.loc[test], features.loc[test])
-    optimum = trainer.report_["threshold"]["calibration_optimum"]
-    risk = trainer.risk_model_.predict(features.loc[test])["risk"].to_numpy()
-    ids, labels = wide["patient_id"].to_numpy()[test], wide["SepsisLabel"].to_numpy()[test]
-    figures["utility_at_calibration_optimum"] = {
-        "threshold": optimum,
-        "utility": _utility(ids, labels, risk >= optimum),
-    }
-    log(f"test: { {k: v for k, v in figures.items() if k not in ('subgroups', 'reliability')} }")
-    experiments["scoring_speed_test_split"] = scoring_speed(
-        trainer.risk_model_, wide.loc[test], features.loc[test]
-    )
-    experiments["artifact"] = {
-        "model_bytes": sum(len(b) for b in model_files(trainer.risk_model_).values())
-    }
-    card = build_card(trainer, figures, lineage(wide, trainer), population(wide, args.source),
-                      experiments)  # fmt: skip
-    extra = {"figures.json": {"test_split": figures, **experiments, "training": trainer.report_}}
-    save_model(trainer.risk_model_, args.out, card, render_markdown(card), extra)
-    log(f"wrote {args.out}")
+    try:
+        result = train_model(
+            args.source, args.out, transfer=args.transfer, progress=log, replace=True,
+            allow_shipped=True, description=SET_A,
+            experiments={"development_comparisons": DEVELOPMENT_COMPARISONS},
+        )  # fmt: skip
+    except TrainingError as error:
+        raise SystemExit(f"error: {error}\nwhat to do: {error.hint}") from error
+    log(f"trained: {json.dumps(result.report)}")
+    headline = {k: v for k, v in result.figures.items() if k not in ("subgroups", "reliability")}
+    log(f"test: {headline}")
+    for warning in result.warnings:
+        log(f"warning: {warning}")
+    log(f"wrote {result.out_dir} ({result.version})")
 
 
 if __name__ == "__main__":
