@@ -1,24 +1,50 @@
-"""`wardwatch demo`: a fresh SQLite ward, filled from the shipped samples through the real pipeline.
+"""`wardwatch demo`: a fresh SQLite ward, filled by the real pipeline from the shipped samples.
 
-Everything it shows was ingested exactly as production data would be: the PhysioNet sample
-patients (PSV), an HL7 v2 lab result and FHIR bundles, each normalized, gated and stored.
+Everything it shows went through the path production data takes: the sample HL7 v2 lab result
+and FHIR bundles are ingested as an interface would send them, and the PhysioNet sample
+patients are *replayed* — admitted one by one on a timeline that ends now, their hours
+arriving through normalize → quality gate → store → score → alert policy — so the ward has a
+census, alerts open as risk rises, and the clock is the replay's.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from wardwatch.ingest.pipeline import IngestSummary, Pipeline
+from wardwatch.model.artifact import load_shipped_model
+from wardwatch.replay import Replay, ReplaySummary, Tick, load_replay_cohort, plan_replay
 from wardwatch.settings import Settings
 from wardwatch.store import init_db, open_engine
+
+# One admission an hour fills the ward to about 40 beds (the sample's stays last ~40 h);
+# 72 replayed hours before the screen opens make the census and the alerts realistic.
+STAGGER_HOURS = 1.0
+WARM_UP_HOURS = 72
+
+
+@dataclass(frozen=True)
+class DemoWard:
+    """A demo ward part-way through its replay, ready to go on ticking."""
+
+    pipeline: Pipeline
+    replay: Replay
+    next_hour: int
+    warm_up: ReplaySummary
 
 
 def sample_dir() -> Path:
     """The shipped sample data (PhysioNet patients, HL7 v2 and FHIR examples)."""
     return Path(str(resources.files("wardwatch") / "data"))
+
+
+def sample_patients() -> Path:
+    return sample_dir() / "physionet_sample" / "setA_sample.tar.gz"
 
 
 def fresh_pipeline(home: Path) -> Pipeline:
@@ -31,14 +57,33 @@ def fresh_pipeline(home: Path) -> Pipeline:
     return Pipeline.from_settings(engine, settings)
 
 
-def ingest_samples(pipeline: Pipeline, console: Console) -> IngestSummary:
+def ingest_messages(pipeline: Pipeline, console: Console) -> IngestSummary:
+    """The sample HL7 v2 and FHIR messages, through the same ingest as production."""
     from wardwatch.cli import ingest_with_progress
 
     total = IngestSummary()
-    patients = sorted((sample_dir() / "physionet_sample").glob("*.tar.gz"))
-    for path in [*patients, sample_dir() / "hl7v2", sample_dir() / "fhir"]:
+    for path in (sample_dir() / "hl7v2", sample_dir() / "fhir"):
         total.add(ingest_with_progress(pipeline, path, console))
     return total
+
+
+def start_ward(
+    pipeline: Pipeline, console: Console, warm_up_hours: int = WARM_UP_HOURS
+) -> DemoWard:
+    """Plan the replay of the sample patients and play its first hours at full speed."""
+    cohort = load_replay_cohort(sample_patients())
+    replay = Replay(
+        pipeline, load_shipped_model(), plan_replay(cohort, stagger_hours=STAGGER_HOURS)
+    )
+    with Progress(TextColumn("replaying the first hours"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[note]}"), console=console) as bar:  # fmt: skip
+        task = bar.add_task("replay", total=warm_up_hours + 1, note="")
+
+        def advance(tick: Tick) -> None:
+            bar.update(task, advance=1, note=f"{tick.at:%d %b %H:%M}, {tick.scored} on the ward")
+
+        summary = replay.run(advance, last=warm_up_hours)
+    return DemoWard(pipeline, replay, warm_up_hours + 1, summary)
 
 
 def run_demo(home: Path, console: Console) -> None:
@@ -48,6 +93,11 @@ def run_demo(home: Path, console: Console) -> None:
     console.rule("[bold]wardwatch demo")
     console.print(f"fresh database: {home / 'wardwatch.db'}  (demo data only, no real patients)")
     pipeline = fresh_pipeline(home)
-    summary = ingest_samples(pipeline, console)
-    print_summary(summary, title="shipped samples ingested")
+    print_summary(ingest_messages(pipeline, console), title="sample HL7 v2 and FHIR ingested")
+    ward = start_ward(pipeline, console)
+    console.print(
+        f"replayed {ward.warm_up.ticks} hours: {ward.warm_up.stays} admissions, "
+        f"{ward.warm_up.ingest.accepted:,} measurements stored, {ward.warm_up.scores:,} scores, "
+        f"{ward.warm_up.alerts} sepsis alerts and {ward.warm_up.reviews} needs-review flags"
+    )
     show_ward(pipeline.engine, console)

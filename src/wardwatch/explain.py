@@ -66,7 +66,7 @@ from wardwatch.features import (
 )
 from wardwatch.ingest.psv import MEASURED
 from wardwatch.model.risk import RiskModel
-from wardwatch.terminology.variables import variables
+from wardwatch.terminology import wording
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -331,8 +331,9 @@ def _measurement(
     measured = None if row is None else int(stay.hours[row])
     change = None if if_typical is None else risk - if_typical
     m = Measurement(
-        variable=v, display=_display(v), value=value, unit=_unit(v), measured_hour=measured,
-        hours_ago=None if measured is None else stay.hour - measured, normal=_normal(v),
+        variable=v, display=wording.display(v), value=value, unit=wording.unit(v),
+        measured_hour=measured, hours_ago=None if measured is None else stay.hour - measured,
+        normal=wording.normal_range(v),
         typical=typical, risk_if_typical=if_typical, risk_change=change,
         contribution=contribution, starred=False, sentence="",
     )  # fmt: skip
@@ -352,11 +353,11 @@ def _star(measurements: list[Measurement], top: int) -> tuple[Measurement, ...]:
 
 def _effect(risk_if_typical: float, risk: float) -> str:
     """E.g. "raises risk from 3.1% to 8.4%"; a second decimal when one would hide a change."""
-    before, now = _percent(risk_if_typical), _percent(risk)
+    before, now = wording.percent(risk_if_typical), wording.percent(risk)
     if before == now:
-        before, now = _percent(risk_if_typical, 2), _percent(risk, 2)
+        before, now = wording.percent(risk_if_typical, 2), wording.percent(risk, 2)
     if before == now:
-        return f"does not change risk ({_percent(risk)})"
+        return f"does not change risk ({wording.percent(risk)})"
     verb = "raises" if risk > risk_if_typical else "lowers"
     return f"{verb} risk from {before} to {now}"
 
@@ -364,7 +365,8 @@ def _effect(risk_if_typical: float, risk: float) -> str:
 def _measurement_sentence(m: Measurement, risk: float) -> str:
     if m.value is None or m.hours_ago is None:
         return f"{m.display}: not measured (normal {m.normal})"
-    head = f"{m.display} {_with_unit(m.value, m.unit)}, {_ago(m.hours_ago)} (normal {m.normal})"
+    value = wording.with_unit(m.value, m.unit)
+    head = f"{m.display} {value}, {wording.ago(m.hours_ago)} (normal {m.normal})"
     if m.risk_if_typical is None:
         return f"{head}: no training reference to compare it with"
     return f"{head}: {_effect(m.risk_if_typical, risk)}"
@@ -384,14 +386,14 @@ def _other_text(name: str, value: float) -> str:
     if math.isnan(value):
         return f"{display}: not recorded"
     if name == "Age":
-        return f"Age {_number(value)} years"
+        return f"Age {wording.number(value)} years"
     if name == "Gender":
         return "Sex: male" if value >= 0.5 else "Sex: female"
     if name in ("Unit1", "Unit2"):
         return f"{display}: {'yes' if value >= 0.5 else 'no'}"
     if name == "HospAdmTime":  # hours from ICU admission back to hospital admission (<= 0)
-        return f"Admitted to hospital {_number(abs(value))} h before the ICU"
-    return f"{display} {_number(value)} h"
+        return f"Admitted to hospital {wording.number(abs(value))} h before the ICU"
+    return f"{display} {wording.number(value)} h"
 
 
 def _other(name: str, value: float, contribution: float) -> Contribution:
@@ -419,7 +421,7 @@ def _others(names: Sequence[str], row: pd.Series, shap: FloatArray) -> tuple[Con
 @functools.cache
 def _names() -> dict[str, str]:
     names = {v.lower(): v for v in MEASURED}
-    names |= {_display(v).lower(): v for v in MEASURED}
+    names |= {wording.display(v).lower(): v for v in MEASURED}
     return names
 
 
@@ -432,25 +434,25 @@ def _resolve(changes: Mapping[str, float]) -> dict[str, float]:
         if variable is None:
             raise WhatIfError(
                 f"{name!r} is not a measured variable; use a code or display name, one of: "
-                + ", ".join(f"{v} ({_display(v)})" for v in MEASURED)
+                + ", ".join(f"{v} ({wording.display(v)})" for v in MEASURED)
             )
         if variable in edits:
-            raise WhatIfError(f"{_display(variable)} is changed twice ({name!r})")
+            raise WhatIfError(f"{wording.display(variable)} is changed twice ({name!r})")
         edits[variable] = _plausible(variable, value)
     return edits
 
 
 def _plausible(variable: str, value: float) -> float:
-    low, high = (float(_reference(variable)[k]) for k in ("low", "high"))
-    unit = _unit(variable)
+    low, high = (float(wording.reference(variable)[k]) for k in ("low", "high"))
+    unit = wording.unit(variable)
     try:
         number = float(value)
     except (TypeError, ValueError):
         number = math.nan
     if not low <= number <= high:
         raise WhatIfError(
-            f"{_display(variable)} {value!r} {unit} is not plausible; allowed "
-            f"{_number(low)}–{_number(high)} {unit}".rstrip()
+            f"{wording.display(variable)} {value!r} {unit} is not plausible; allowed "
+            f"{wording.number(low)}–{wording.number(high)} {unit}".rstrip()
         )
     return number
 
@@ -462,69 +464,16 @@ def _what_if_sentence(stay: _Stay, edits: dict[str, float], before: pd.Series,
         row = stay.last_row(v)
         now = (
             "not measured so far" if row is None else
-            f"now {_with_unit(stay.values[row, MEASURED.index(v)], _unit(v))}, "
-            f"{_ago(stay.hour - int(stay.hours[row]))}"
+            f"now {wording.with_unit(stay.values[row, MEASURED.index(v)], wording.unit(v))}, "
+            f"{wording.ago(stay.hour - int(stay.hours[row]))}"
         )  # fmt: skip
-        parts.append(f"{_display(v)} were {_with_unit(value, _unit(v))} ({now})")
+        parts.append(f"{wording.display(v)} were {wording.value_of(v, value)} ({now})")
     sentence = (
-        f"If {' and '.join(parts)}, the risk would be {_percent(after['risk'])} "
-        f"± {100 * after['uncertainty']:.1f}% instead of {_percent(before['risk'])}."
+        f"If {' and '.join(parts)}, the risk would be {wording.percent(after['risk'])} "
+        f"± {100 * after['uncertainty']:.1f}% instead of {wording.percent(before['risk'])}."
     )
     if after["ood"]:
         sentence += " These values are unlike the training population: trust the figure less."
     return sentence
 
 
-# ---------------------------------------------------------------- words and numbers
-
-
-_UNITS = {"Cel": "°C", "mm[Hg]": "mm Hg", "1": "", "[pH]": "", "10*3/uL": "×10³/µL"}
-
-
-@functools.cache
-def _reference(variable: str) -> dict[str, object]:
-    """variables.csv's row for a variable (read once: explanations run at every page view)."""
-    return dict(variables().loc[variable])
-
-
-def _display(variable: str) -> str:
-    return str(_reference(variable)["display"])
-
-
-def _unit(variable: str) -> str:
-    ucum = str(_reference(variable)["unit"])
-    return _UNITS.get(ucum, ucum)
-
-
-def _normal(variable: str) -> str:
-    low, high = (float(_reference(variable)[k]) for k in ("normal_low", "normal_high"))
-    if math.isnan(low) or math.isnan(high):
-        return "not defined"
-    if low == high:
-        return _number(low)
-    return f"{_number(low)} to {_number(high)}" if low < 0 else f"{_number(low)}–{_number(high)}"
-
-
-def _number(x: float) -> str:
-    """Three significant digits, no exponent, no trailing zeros: 4.1, 112, 7.31, 0.04."""
-    if x == 0 or not math.isfinite(x):
-        return f"{x:g}"
-    decimals = min(3, max(0, 2 - math.floor(math.log10(abs(x)))))
-    text = f"{x:.{decimals}f}"
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
-def _with_unit(value: float, unit: str) -> str:
-    number = _number(float(value))
-    if unit in ("%", "/min"):
-        return number + unit
-    return f"{number} {unit}".rstrip()
-
-
-def _ago(hours: int) -> str:
-    return "this hour" if hours == 0 else f"{hours} h ago"
-
-
-def _percent(risk: float, decimals: int = 1) -> str:
-    smallest = 10.0**-decimals
-    return f"<{smallest:g}%" if 100 * risk < smallest / 2 else f"{100 * risk:.{decimals}f}%"

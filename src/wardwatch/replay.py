@@ -4,9 +4,9 @@ A hospital watches what the system would have done on its own past data, and the
 living ward. Each past ICU stay is admitted at its own time (staggered, so the ward fills as a
 real one does) on a timeline that ends at the present; then the ward clock advances one hour
 per tick: the hour's measurements are ingested exactly as an interface would send them
-(normalize → quality gate → store, one transaction), every stay on the ward is scored as of
-that hour, and the alert policy reacts. At `--speed 3600` one patient-hour passes per second;
-`max` runs as fast as the machine can.
+(normalize → quality gate → store, one transaction), then a ward round (`alerts.watch`, as in
+live service) scores every stay on the ward as of that hour and the alert policy reacts. At
+`--speed 3600` one patient-hour passes per second; `max` runs as fast as the machine can.
 
 Nothing is special-cased: the scores come from the same store reads and the same feature code
 as live scoring, which is why a replay reproduces `predict-psv` score for score (tested).
@@ -23,16 +23,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection
 
+from wardwatch.alerts.policy import Action, PolicyBook
+from wardwatch.alerts.watch import Change, ward_round
 from wardwatch.clock import clear_ward_clock, set_ward_clock
 from wardwatch.ingest import psv
 from wardwatch.ingest.pipeline import IngestSummary, Pipeline, store_batch
 from wardwatch.model.risk import RiskModel
-from wardwatch.scoring import ScoredStays, advance_mark, due_stays, present_stays, score_stays
 from wardwatch.store.cohort import HOUR
 
-AfterScores = Callable[[Connection, ScoredStays, datetime], object]
 OnTick = Callable[["Tick"], None]
 
 
@@ -63,7 +62,7 @@ class Tick:
     admitted: int
     ingest: IngestSummary
     scored: int
-    alerts: int = 0
+    changes: list[Change] = field(default_factory=list)  # alerts opened or resumed
 
 
 @dataclass
@@ -72,7 +71,8 @@ class ReplaySummary:
     stays: int = 0
     ingest: IngestSummary = field(default_factory=IngestSummary)
     scores: int = 0
-    alerts: int = 0
+    alerts: int = 0  # sepsis alerts opened
+    reviews: int = 0  # needs-human-review flags opened
 
 
 def parse_speed(text: str) -> float | None:
@@ -117,23 +117,30 @@ class Replay:
         plan: ReplayPlan,
         *,
         speed: float | None = None,
-        after_scores: AfterScores | None = None,
+        book: PolicyBook | None = None,
     ) -> None:
         self.pipeline, self.model, self.plan = pipeline, model, plan
-        self.speed, self.after_scores = speed, after_scores
+        self.speed, self.book = speed, book or PolicyBook()
         self._admission_tick = ((plan.admitted - pd.Timestamp(plan.origin)) / HOUR).astype(int)
 
-    def run(self, on_tick: OnTick | None = None, first: int = 0) -> ReplaySummary:
+    def run(
+        self, on_tick: OnTick | None = None, first: int = 0, last: int | None = None
+    ) -> ReplaySummary:
+        """Ticks `first` to `last` (default: to the end). Run to the end, the ward goes back to
+        the wall clock; stopped before, the ward clock stays at the last tick (the demo's
+        ward stays populated)."""
         summary = ReplaySummary()
-        for hour in range(first, self.plan.hours + 1):
+        end = self.plan.hours if last is None else min(last, self.plan.hours)
+        for hour in range(first, end + 1):
             started = time.monotonic()
             tick = self.tick(hour)
             _add(summary, tick)
             if on_tick is not None:
                 on_tick(tick)
             self._wait(started)
-        with self.pipeline.engine.begin() as conn:
-            clear_ward_clock(conn)
+        if end == self.plan.hours:
+            with self.pipeline.engine.begin() as conn:
+                clear_ward_clock(conn)
         return summary
 
     def tick(self, hour: int) -> Tick:
@@ -142,9 +149,9 @@ class Replay:
         arriving = self._admitted_at(hour)
         ingest = self._ingest(hour, arriving)
         with self.pipeline.engine.begin() as conn:
-            scored, alerts = self._score(conn, at)
+            done = ward_round(conn, self.model, self.book, at)
             set_ward_clock(conn, at, self.speed or 0.0)
-        return Tick(hour, at, len(arriving), ingest, scored, alerts)
+        return Tick(hour, at, len(arriving), ingest, len(done.scored), done.changes)
 
     def _admitted_at(self, hour: int) -> list[str]:
         return list(self._admission_tick.index[self._admission_tick.to_numpy() == hour])
@@ -159,14 +166,6 @@ class Replay:
                 conn, self.pipeline, reported, patients=patients, encounters=encounters
             )
 
-    def _score(self, conn: Connection, at: datetime) -> tuple[int, int]:
-        due, newest = due_stays(conn, self.model.version)
-        stays = sorted(set(present_stays(conn, at)) | set(due))
-        scored = score_stays(conn, self.model, stays, at=at)
-        advance_mark(conn, self.model.version, newest)
-        alerts = self.after_scores(conn, scored, at) if self.after_scores else 0
-        return len(scored), int(alerts or 0)  # type: ignore[call-overload]
-
     def _wait(self, started: float) -> None:
         if self.speed is None:
             return
@@ -180,7 +179,8 @@ def _add(summary: ReplaySummary, tick: Tick) -> None:
     summary.stays += tick.admitted
     summary.ingest.add(tick.ingest)
     summary.scores += tick.scored
-    summary.alerts += tick.alerts
+    summary.alerts += sum(c.action == Action.FIRE for c in tick.changes)
+    summary.reviews += sum(c.action == Action.REVIEW for c in tick.changes)
 
 
 def load_replay_cohort(source: Path, limit: int | None = None) -> pd.DataFrame:

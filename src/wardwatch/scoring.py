@@ -10,7 +10,10 @@ A score is computed by the one feature implementation (`features.build_features`
 stay's hourly record as of the scoring time (`cohort.load_wide(until=…)`), and stored with
 the model version, the inputs' ages, the uncertainty and the out-of-distribution score
 (append-only: what the system said at 02:00 stays on record). Patients who opted out of AI
-scoring are never scored (their stays are skipped, and counted as such).
+scoring are never scored (their stays are skipped, and counted as such); so are visits that
+are not a bedded stay (ambulatory, virtual, home health: the model knows hospital beds) and
+stays longer than `MAX_STAY_DAYS`, beyond anything the model was trained on (PhysioNet ICU
+stays last at most 14 days), whose hourly record would also grow without bound.
 """
 
 from __future__ import annotations
@@ -18,21 +21,24 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, func, insert, select, update
 
+from wardwatch.alerts.signs import vitals_age_hours
 from wardwatch.features import build_features
 from wardwatch.ingest.psv import MEASURED
 from wardwatch.model.risk import RiskModel
 from wardwatch.store.cohort import HOUR, load_wide
 from wardwatch.store.schema import encounters, observations, patients, scores, scoring_marks
 
-VITALS = ("HR", "SBP", "MAP", "Resp", "O2Sat", "Temp")
 _AGE_COLUMNS = [f"{v}_hours_since" for v in MEASURED]
-_VITAL_AGE_COLUMNS = [f"{v}_hours_since" for v in VITALS]
+NOT_BEDDED = frozenset({"ambulatory", "virtual", "home health", "pre-admission", "field",
+                        "outpatient", "AMB", "VR", "HH", "PRENC", "FLD"})  # fmt: skip
+MAX_STAY_DAYS = 60
+OPTED_OUT = "opted out of AI scoring"
 
 
 @dataclass(frozen=True)
@@ -41,19 +47,10 @@ class ScoredStays:
 
     scores: pd.DataFrame  # one row per stay: score_id, encounter_id, hour, as_of, risk, …
     wide: pd.DataFrame  # each scored stay's hourly record up to its scored hour
-    opted_out: list[str] = field(default_factory=list)  # stays not scored: patient opted out
+    skipped: dict[str, str] = field(default_factory=dict)  # stay -> why it was not scored
 
     def __len__(self) -> int:
         return len(self.scores)
-
-
-def vitals_age_hours(features: pd.DataFrame) -> np.ndarray:
-    """Hours since the freshest vital sign (NaN when none was ever measured)."""
-    ages = features.loc[:, _VITAL_AGE_COLUMNS].to_numpy(dtype="float64")
-    out = np.full(len(ages), np.nan)
-    measured = ~np.isnan(ages).all(axis=1)
-    out[measured] = np.nanmin(ages[measured], axis=1)
-    return out
 
 
 def due_stays(conn: Connection, model_version: str) -> tuple[list[str], int]:
@@ -89,18 +86,50 @@ def present_stays(conn: Connection, at: datetime) -> list[str]:
     """Stays on a ward at `at`: admitted by then and not yet discharged."""
     query = select(encounters.c.encounter_id).where(
         encounters.c.admitted_at <= at,
+        encounters.c.admitted_at > at - timedelta(days=MAX_STAY_DAYS),
         (encounters.c.discharged_at.is_(None)) | (encounters.c.discharged_at >= at),
+        encounters.c.unit.is_(None) | encounters.c.unit.not_in(NOT_BEDDED),
     )
     return sorted(conn.execute(query).scalars())
 
 
-def opted_out_stays(conn: Connection, encounter_ids: Sequence[str]) -> set[str]:
+def unscored_stays(
+    conn: Connection, encounter_ids: Sequence[str], at: datetime | None
+) -> dict[str, str]:
+    """The stays among `encounter_ids` that must not be scored, each with the reason."""
     query = (
-        select(encounters.c.encounter_id)
+        select(
+            encounters.c.encounter_id,
+            encounters.c.unit,
+            encounters.c.admitted_at,
+            encounters.c.discharged_at,
+            patients.c.opted_out_scoring,
+        )
         .join(patients, patients.c.patient_id == encounters.c.patient_id)
-        .where(encounters.c.encounter_id.in_(list(encounter_ids)), patients.c.opted_out_scoring)
+        .where(encounters.c.encounter_id.in_(list(encounter_ids)))
     )
-    return set(conn.execute(query).scalars())
+    reasons = {}
+    for eid, unit, admitted, discharged, opted_out in conn.execute(query).all():
+        if reason := _why_unscored(unit, admitted, discharged, opted_out, at):
+            reasons[eid] = reason
+    return reasons
+
+
+def _why_unscored(
+    unit: str | None,
+    admitted: datetime | None,
+    discharged: datetime | None,
+    opted_out: bool,
+    at: datetime | None,
+) -> str | None:
+    if opted_out:
+        return OPTED_OUT
+    if unit in NOT_BEDDED:
+        return f"a {unit} visit, not a bedded stay"
+    end = min(d for d in (discharged, at or datetime.now(UTC)) if d is not None)
+    if admitted is not None and end - admitted > timedelta(days=MAX_STAY_DAYS):
+        return f"a stay of more than {MAX_STAY_DAYS} days, beyond what the model was trained on"
+    return None
 
 
 def score_stays(
@@ -115,15 +144,15 @@ def score_stays(
     wanted = list(dict.fromkeys(encounter_ids))
     if not wanted:
         return ScoredStays(_empty_scores(), pd.DataFrame())
-    skipped = opted_out_stays(conn, wanted)
+    skipped = unscored_stays(conn, wanted, at)
     chosen = [e for e in wanted if e not in skipped]
     wide = load_wide(conn, encounter_ids=chosen, until=at) if chosen else pd.DataFrame()
     if wide.empty:
-        return ScoredStays(_empty_scores(), wide, sorted(skipped))
+        return ScoredStays(_empty_scores(), wide, skipped)
     frame = _latest_scores(wide, model, role)
     frame["through_observation_id"] = frame["encounter_id"].map(_newest_ids(conn, chosen, at))
     frame["score_id"] = _store(conn, frame)
-    return ScoredStays(frame, wide, sorted(skipped))
+    return ScoredStays(frame, wide, skipped)
 
 
 def _latest_scores(wide: pd.DataFrame, model: RiskModel, role: str) -> pd.DataFrame:

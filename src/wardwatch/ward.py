@@ -1,91 +1,292 @@
-"""The ward at a glance in a terminal: every stay's latest hour, scored, highest risk first.
+"""The ward as clinicians see it: who is here, how sick, and what is waiting for them.
 
-This is the demo's view until the web worklist exists. It reads the store through the same
-wide hourly frame and the same feature code that training used, so what it shows is what
-the live pipeline would score.
+`worklist` is the one read model behind every view of a unit — the web worklist, the JSON
+API, the terminal table of the demo — so a risk, a band or an alert state can never read
+differently on two screens. It reads what the services stored (scores, alerts, the latest
+vital signs), never recomputes a score: the page shows exactly what the system decided.
+
+Rule 1 (missing is not normal) shapes it: a vital sign never measured shows as missing, an old
+one shows its age, and a stay whose score is older than the last data says so. Patients who
+opted out of AI scoring are listed (the nurse still needs the bed) with "not scored: opted
+out" instead of a risk. Visits that are not a bedded stay, and stays longer than the model
+knows (`scoring.MAX_STAY_DAYS`), are not on the AI worklist at all.
+
+Bands are relative to the unit's alert threshold, because an absolute colour scale means
+nothing across units with different thresholds: **high** at or above it, **raised** from half
+of it, **low** below.
 """
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, select
 
-from wardwatch.features import build_features
-from wardwatch.model.artifact import load_shipped_model
-from wardwatch.model.risk import RiskModel
-from wardwatch.store.cohort import load_wide
+from wardwatch.alerts.policy import PolicyBook
+from wardwatch.alerts.records import AlertRecord, latest_alerts
+from wardwatch.clock import ward_now
+from wardwatch.scoring import MAX_STAY_DAYS, NOT_BEDDED
+from wardwatch.store.schema import encounters, observations, patients, scores
+from wardwatch.terminology import wording
 
-ICU_UNITS = ("ICU", "MICU", "SICU")
-SHOWN = (("HR", "HR"), ("MAP", "MAP"), ("Temp", "Temp"), ("Resp", "Resp"), ("O2Sat", "SpO2"),
-         ("Lactate", "Lactate"))  # fmt: skip
-
-
-def latest_scores(engine: Engine, model: RiskModel) -> pd.DataFrame:
-    """Each stay's latest hour with its calibrated risk, uncertainty and OOD flag."""
-    with engine.connect() as conn:
-        wide = load_wide(conn)
-    # The worklist is the ICU's: outpatient visits (e.g. a FHIR history) are not ICU stays.
-    wide = wide.loc[wide["unit"].isin(ICU_UNITS)].reset_index(drop=True)
-    if wide.empty:
-        return wide
-    # The model's unit of analysis is one ICU stay, so a stay is scored as its own history.
-    predictions = model.predict(build_features(wide.assign(patient_id=wide["encounter_id"])))
-    scored = pd.concat([wide.reset_index(drop=True), predictions.reset_index(drop=True)], axis=1)
-    scored["above_threshold"] = scored["risk"] >= model.threshold
-    last = scored.groupby("encounter_id", sort=False)["hour"].idxmax()
-    return _with_ages(wide, scored).loc[last].sort_values("risk", ascending=False)
+VITALS = ("HR", "SBP", "MAP", "Temp", "Resp", "O2Sat")
+SHORT_NAMES = {"HR": "HR", "SBP": "SBP", "MAP": "MAP", "Temp": "Temp", "Resp": "RR",
+               "O2Sat": "SpO2"}  # fmt: skip
+TREND_HOURS = 6
+TREND_STEP = 0.2  # a relative change of risk below 20 % over 6 h is "steady"
+RECENT = timedelta(hours=24)  # older scores and vitals are not "current"
 
 
-def _with_ages(wide: pd.DataFrame, scored: pd.DataFrame) -> pd.DataFrame:
-    """Last known value of each shown variable and how many hours old it is (rule 1)."""
-    for variable, _ in SHOWN:
-        measured = wide[variable].notna()
-        when = wide["hour"].where(measured).groupby(wide["encounter_id"]).ffill()
-        scored[f"{variable}_last"] = wide[variable].groupby(wide["encounter_id"]).ffill()
-        scored[f"{variable}_age"] = wide["hour"] - when
-    return scored
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """The latest value of one vital sign, with its age (never an imputed normal)."""
+
+    variable: str
+    name: str
+    value: float | None
+    text: str  # "112/min", or "—" when not measured in the last 24 h
+    at: datetime | None
+    hours_ago: float | None
 
 
-def _band(risk: float, threshold: float) -> str:
+@dataclass(frozen=True, slots=True)
+class Bed:
+    """One stay on the unit, as the worklist shows it."""
+
+    encounter_id: str
+    patient_id: str
+    unit: str | None
+    admitted_at: datetime
+    hours_on_unit: float
+    opted_out: bool
+    risk: float | None
+    uncertainty: float | None
+    ood: bool
+    threshold: float | None
+    band: str  # high | raised | low | none
+    trend: str | None  # up | down | steady; None without a score 6 h before
+    scored_at: datetime | None  # data time of the score shown
+    model_version: str | None
+    last_data_at: datetime | None
+    vitals: tuple[Reading, ...]
+    sepsis: AlertRecord | None
+    review: AlertRecord | None
+    escalation: AlertRecord | None
+
+    @property
+    def alert_state(self) -> str:
+        """What the worklist's alert column says, most pressing first."""
+        for record, name in ((self.sepsis, "sepsis alert"), (self.escalation, "nurse concern"),
+                             (self.review, "needs human review")):  # fmt: skip
+            if record is not None and record.active:
+                if record.state.value == "paused" and record.paused_until is not None:
+                    return f"{name} paused until {record.paused_until:%H:%M}"
+                return f"{name} {record.state.value}"
+        if self.sepsis is not None:
+            return f"sepsis alert {self.sepsis.state.value}"
+        return ""
+
+
+def band(risk: float | None, threshold: float | None) -> str:
+    if risk is None or threshold is None:
+        return "none"
     if risk >= threshold:
-        return f"[bold white on red] {risk:5.1%} [/]"
-    if risk >= threshold / 2:
-        return f"[black on yellow] {risk:5.1%} [/]"
-    return f"[green] {risk:5.1%} [/]"
+        return "high"
+    return "raised" if risk >= threshold / 2 else "low"
 
 
-def _value(row: pd.Series, variable: str) -> str:
-    value, age = row[f"{variable}_last"], row[f"{variable}_age"]
-    if pd.isna(value):
-        return "[dim]never[/]"
-    text = f"{value:.3g}"
-    return text if age == 0 else f"{text} [dim]{age:.0f}h ago[/]"
+def trend(now: float | None, before: float | None) -> str | None:
+    if now is None or before is None:
+        return None
+    if now > before * (1 + TREND_STEP) and now - before > 0.001:
+        return "up"
+    if now < before * (1 - TREND_STEP) and before - now > 0.001:
+        return "down"
+    return "steady"
+
+
+def worklist(
+    conn: Connection,
+    *,
+    at: datetime | None = None,
+    unit: str | None = None,
+    book: PolicyBook | None = None,
+) -> list[Bed]:
+    """Every stay on the ward at `at` (default: the ward clock), highest risk first."""
+    at = at or ward_now(conn)
+    stays = _present(conn, at, unit)
+    if stays.empty:
+        return []
+    ids = list(stays["encounter_id"])
+    recent = _recent_scores(conn, ids, at)
+    vitals = _latest_vitals(conn, stays, at)
+    alerts = latest_alerts(conn, ids)
+    beds = [_bed(stay, recent, vitals, alerts, at, book or PolicyBook())
+            for stay in stays.to_dict("records")]  # fmt: skip
+    return sorted(beds, key=lambda b: (b.risk is None, -(b.risk or 0.0), b.encounter_id))
+
+
+def units(conn: Connection, at: datetime | None = None) -> list[str]:
+    """The units with a patient on them at `at`."""
+    stays = _present(conn, at or ward_now(conn), None)
+    return sorted({str(u) for u in stays["unit"].dropna()})
+
+
+def _present(conn: Connection, at: datetime, unit: str | None) -> pd.DataFrame:
+    query = (
+        select(
+            encounters.c.encounter_id,
+            encounters.c.patient_id,
+            encounters.c.unit,
+            encounters.c.admitted_at,
+            patients.c.opted_out_scoring,
+        )
+        .join(patients, patients.c.patient_id == encounters.c.patient_id)
+        .where(encounters.c.admitted_at <= at)
+        .where(encounters.c.admitted_at > at - timedelta(days=MAX_STAY_DAYS))
+        .where(encounters.c.discharged_at.is_(None) | (encounters.c.discharged_at >= at))
+        .where(encounters.c.unit.is_(None) | encounters.c.unit.not_in(NOT_BEDDED))
+    )
+    if unit is not None:
+        query = query.where(encounters.c.unit == unit)
+    columns = ["encounter_id", "patient_id", "unit", "admitted_at", "opted_out"]
+    return pd.DataFrame(conn.execute(query).all(), columns=columns)
+
+
+def _recent_scores(conn: Connection, ids: Sequence[str], at: datetime) -> pd.DataFrame:
+    query = (
+        select(
+            scores.c.encounter_id,
+            scores.c.as_of,
+            scores.c.risk,
+            scores.c.uncertainty,
+            scores.c.ood,
+            scores.c.threshold,
+            scores.c.model_version,
+        )
+        .where(scores.c.encounter_id.in_(list(ids)), scores.c.role == "active")
+        .where(scores.c.as_of <= at, scores.c.as_of > at - RECENT)
+        .order_by(scores.c.id)
+    )
+    columns = ["encounter_id", "as_of", "risk", "uncertainty", "ood", "threshold", "version"]
+    return pd.DataFrame(conn.execute(query).all(), columns=columns)
+
+
+def _latest_vitals(conn: Connection, stays: pd.DataFrame, at: datetime) -> pd.DataFrame:
+    query = (
+        select(
+            observations.c.encounter_id,
+            observations.c.variable,
+            observations.c.value,
+            observations.c.effective_at,
+        )
+        .where(observations.c.patient_id.in_(list(stays["patient_id"].unique())))
+        .where(observations.c.encounter_id.in_(list(stays["encounter_id"])))
+        .where(observations.c.effective_at <= at, observations.c.effective_at > at - RECENT)
+    )
+    columns = ["encounter_id", "variable", "value", "effective_at"]
+    frame = pd.DataFrame(conn.execute(query).all(), columns=columns)
+    frame = frame.sort_values("effective_at", kind="stable")
+    return frame.groupby(["encounter_id", "variable"]).last()
+
+
+def _bed(
+    stay: dict,
+    recent: pd.DataFrame,
+    vitals: pd.DataFrame,
+    alerts: dict[tuple[str, str], AlertRecord],
+    at: datetime,
+    book: PolicyBook,
+) -> Bed:
+    eid = stay["encounter_id"]
+    mine = recent.loc[recent["encounter_id"] == eid] if not stay["opted_out"] else recent[:0]
+    last = mine.iloc[-1] if len(mine) else None
+    risk = None if last is None else float(last["risk"])
+    threshold = _threshold(book, stay["unit"], last)
+    readings = tuple(_reading(vitals, eid, v, at) for v in VITALS)
+    return Bed(
+        encounter_id=eid, patient_id=stay["patient_id"], unit=stay["unit"],
+        admitted_at=stay["admitted_at"],
+        hours_on_unit=(at - stay["admitted_at"]).total_seconds() / 3600,
+        opted_out=bool(stay["opted_out"]), risk=risk,
+        uncertainty=None if last is None else float(last["uncertainty"]),
+        ood=bool(last is not None and last["ood"]), threshold=threshold,
+        band=band(risk, threshold), trend=trend(risk, _risk_before(mine)),
+        scored_at=None if last is None else last["as_of"],
+        model_version=None if last is None else str(last["version"]),
+        last_data_at=max((r.at for r in readings if r.at is not None), default=None),
+        vitals=readings, sepsis=alerts.get((eid, "sepsis")),
+        review=alerts.get((eid, "review")), escalation=alerts.get((eid, "escalation")),
+    )  # fmt: skip
+
+
+def _threshold(book: PolicyBook, unit: str | None, last: pd.Series | None) -> float | None:
+    configured = book.for_unit(unit).threshold
+    if configured is not None:
+        return configured
+    return None if last is None else float(last["threshold"])
+
+
+def _risk_before(mine: pd.DataFrame) -> float | None:
+    if mine.empty:
+        return None
+    cutoff = mine["as_of"].iloc[-1] - timedelta(hours=TREND_HOURS)
+    earlier = mine.loc[mine["as_of"] <= cutoff]
+    return None if earlier.empty else float(earlier["risk"].iloc[-1])
+
+
+def _reading(vitals: pd.DataFrame, eid: str, variable: str, at: datetime) -> Reading:
+    name = SHORT_NAMES[variable]
+    if (eid, variable) not in vitals.index:
+        return Reading(variable, name, None, "—", None, None)
+    row = vitals.loc[(eid, variable)]
+    when = pd.Timestamp(row["effective_at"]).to_pydatetime()
+    value = float(row["value"])
+    hours = (at - when).total_seconds() / 3600
+    return Reading(variable, name, value, wording.value_of(variable, value), when, hours)
+
+
+# ---------------------------------------------------------------- the terminal view
+
+
+def _risk_cell(bed: Bed) -> str:
+    if bed.opted_out:
+        return "[dim]opted out[/]"
+    if bed.risk is None:
+        return "[dim]not scored[/]"
+    style = {"high": "bold white on red", "raised": "black on yellow", "low": "green"}[bed.band]
+    arrow = {"up": "↑", "down": "↓", "steady": "→", None: " "}[bed.trend]
+    return f"[{style}] {wording.percent(bed.risk)} [/]{arrow}"
+
+
+def _vital_cell(reading: Reading) -> str:
+    if reading.value is None:
+        return "[dim]—[/]"
+    age = reading.hours_ago or 0.0
+    return reading.text if age < 1 else f"{reading.text} [dim]{age:.0f}h[/]"
 
 
 def show_ward(engine: Engine, console: Console, rows: int = 15) -> None:
-    model = load_shipped_model()
-    scores = latest_scores(engine, model)
-    if scores.empty:
-        console.print("no ICU stays in the database yet")
+    """The worklist as a terminal table (the demo's view without a browser)."""
+    with engine.connect() as conn:
+        beds = worklist(conn)
+        at = ward_now(conn)
+    if not beds:
+        console.print("no patients on the ward at this time")
         return
-    threshold = model.threshold
-    table = Table(title=f"ICU worklist: {len(scores)} stays, highest risk first", expand=False)
-    for heading in ("patient", "unit", "hour", "risk", "±", *(h for _, h in SHOWN), "flag"):
-        table.add_column(heading, justify="right" if heading not in {"patient", "flag"} else "left")
-    for _, row in scores.head(rows).iterrows():
-        flag = "[magenta]needs human review (unusual input)[/]" if row["ood"] else ""
-        if row["above_threshold"] and not row["ood"]:
-            flag = "[red]above alert threshold[/]"
-        table.add_row(str(row["patient_id"]), str(row["unit"]), f"{row['hour']:.0f}",
-                      _band(row["risk"], threshold), f"{row['uncertainty']:.1%}",
-                      *(_value(row, v) for v, _ in SHOWN), flag)  # fmt: skip
+    table = Table(title=f"Worklist at {at:%d %b %H:%M}: {len(beds)} patients, highest risk first")
+    for heading in ("patient", "unit", "risk", *(SHORT_NAMES[v] for v in VITALS), "alert"):
+        table.add_column(heading)
+    for bed in beds[:rows]:
+        table.add_row(bed.patient_id, bed.unit or "", _risk_cell(bed),
+                      *(_vital_cell(r) for r in bed.vitals), bed.alert_state)  # fmt: skip
     console.print(table)
-    above = int(np.sum(scores["above_threshold"]))
     console.print(
-        f"{above} of {len(scores)} stays are above the operating threshold ({threshold:.1%}); "
-        "risk is a calibrated probability of sepsis within hours, ± is model disagreement. "
-        "The model informs; the clinician decides."
+        "Risk is a calibrated probability of sepsis within hours; the band is relative to the "
+        "unit's alert threshold. The model informs; the clinician decides."
     )

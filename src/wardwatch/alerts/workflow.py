@@ -42,8 +42,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from enum import StrEnum
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
@@ -53,24 +52,19 @@ from wardwatch.alerts.checklist import CONCERN_QUESTIONS as CONCERN_QUESTIONS  #
 from wardwatch.alerts.checklist import SCREENING_QUESTIONS as SCREENING_QUESTIONS
 from wardwatch.alerts.checklist import ChecklistItem, is_concern, screening_answers
 from wardwatch.alerts.checklist import ItemStatus as ItemStatus
+from wardwatch.alerts.records import ACTIVE as ACTIVE  # re-exported: callers use workflow.*
+from wardwatch.alerts.records import ACTIVE_STATES, find_alerts, get_alert, parse_kind, utc_time
+from wardwatch.alerts.records import AlertNotFound as AlertNotFound
+from wardwatch.alerts.records import AlertRecord as AlertRecord
+from wardwatch.alerts.records import Kind as Kind
+from wardwatch.alerts.records import State as State
+from wardwatch.alerts.records import alert_events_for as alert_events_for
+from wardwatch.alerts.records import current_alerts as current_alerts
+from wardwatch.alerts.records import due_resumptions as due_resumptions
+from wardwatch.alerts.records import latest_alert as latest_alert
+from wardwatch.alerts.records import latest_alerts as latest_alerts
+from wardwatch.alerts.records import open_alerts as open_alerts
 from wardwatch.store.schema import alert_events, alerts, checklist_items, nursing_assessments
-
-
-class State(StrEnum):
-    OPEN = "open"
-    PAUSED = "paused"
-    CONFIRMED = "confirmed"
-    DISMISSED = "dismissed"
-
-
-class Kind(StrEnum):
-    SEPSIS = "sepsis"  # the model's risk crossed the threshold
-    REVIEW = "review"  # the model cannot be trusted here (out of distribution, stale, unsure)
-    ESCALATION = "escalation"  # a nurse's concern without a model alert
-
-
-ACTIVE = (State.OPEN, State.PAUSED)
-_ACTIVE = [state.value for state in ACTIVE]  # what the database compares
 
 # (state, action) -> the state it leads to. Anything missing is an IllegalTransition.
 TRANSITIONS: Mapping[tuple[State, str], State] = {
@@ -114,10 +108,6 @@ class NotPermitted(PermissionError):
     """The actor's role may not take this action."""
 
 
-class AlertNotFound(LookupError):
-    """No alert has this id."""
-
-
 @dataclass(frozen=True, slots=True)
 class Actor:
     user_id: str
@@ -125,42 +115,6 @@ class Actor:
 
 
 SYSTEM = Actor("wardwatch", "system")
-
-
-@dataclass(frozen=True, slots=True)
-class AlertRecord:
-    """One row of `alerts`, as read."""
-
-    alert_id: int
-    encounter_id: str
-    patient_id: str
-    kind: Kind
-    state: State
-    opened_at: datetime
-    score_id: int | None
-    risk: float | None
-    model_version: str | None
-    reasons: tuple[str, ...]
-    paused_at: datetime | None
-    paused_until: datetime | None
-    pause_until_new_data: bool
-    escalated: bool
-    updated_at: datetime
-    closed_at: datetime | None
-    closed_risk: float | None
-
-    @property
-    def active(self) -> bool:
-        """Open or paused: still a question waiting for an answer."""
-        return self.state in ACTIVE
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> AlertRecord:
-        values = {**row, "kind": Kind(row["kind"]), "state": State(row["state"])}
-        values["reasons"] = tuple(json.loads(row["reasons"]))
-        values["pause_until_new_data"] = bool(row["pause_until_new_data"])
-        values["escalated"] = bool(row["escalated"])
-        return cls(**values)
 
 
 # ---------------------------------------------------------------- rules
@@ -187,14 +141,6 @@ def next_state(alert: AlertRecord, action: str) -> State:
             f"cannot {action} alert {alert.alert_id}: it is {alert.state.value}{final}; "
             f"{action} is allowed only from {', '.join(allowed)}"
         ) from None
-
-
-def _utc(at: datetime | None, name: str = "at") -> datetime:
-    if at is None:
-        return datetime.now(UTC)
-    if at.tzinfo is None or at.utcoffset() is None:
-        raise ValueError(f"{name} must be timezone-aware (UTC), not naive {at.isoformat()}")
-    return at.astimezone(UTC)
 
 
 def _check_reason(reason_code: str, note: str | None) -> None:
@@ -276,19 +222,13 @@ def _transition(
 _UNPAUSED = {"paused_at": None, "paused_until": None, "pause_until_new_data": False}
 
 
-def _kind(kind: str) -> Kind:
-    if kind not in set(Kind):
-        raise ValueError(f"unknown alert kind {kind!r}; valid kinds: {', '.join(Kind)}")
-    return Kind(kind)
-
-
 def _insert_alert(
     conn: Connection, actor: Actor, action: str, note: str | None, row: dict[str, Any]
 ) -> int:
     """Insert an open alert and its first event; IllegalTransition if one of its kind is active."""
-    kind, opened_at = _kind(row["kind"]), _utc(row["opened_at"], "opened_at")
+    kind, opened_at = parse_kind(row["kind"]), utc_time(row["opened_at"], "opened_at")
     mine = (alerts.c.encounter_id == row["encounter_id"], alerts.c.kind == kind.value)
-    if existing := _alerts(conn, *mine, alerts.c.state.in_(_ACTIVE)):
+    if existing := find_alerts(conn, *mine, alerts.c.state.in_(ACTIVE_STATES)):
         raise IllegalTransition(
             f"cannot open a {kind.value} alert for encounter {row['encounter_id']}: "
             f"alert {existing[0].alert_id} is already {existing[0].state.value}"
@@ -336,7 +276,7 @@ def confirm(
     """
     require(actor, "confirm")
     bundle.check_lactate(lactate)
-    when = _utc(at)
+    when = utc_time(at)
     alert = get_alert(conn, alert_id)
     changes = {"closed_at": when, "closed_risk": alerts.c.risk}
     _transition(conn, alert, "confirm", actor, when, changes, note=note)
@@ -356,7 +296,7 @@ def dismiss(
     """A provider dismisses the alert with a reason from `DISMISS_REASONS`."""
     require(actor, "dismiss")
     _check_reason(reason_code, note)
-    when = _utc(at)
+    when = utc_time(at)
     alert = get_alert(conn, alert_id)
     changes = {"closed_at": when, "closed_risk": alerts.c.risk}
     _transition(conn, alert, "dismiss", actor, when, changes, reason_code=reason_code, note=note)
@@ -374,8 +314,8 @@ def pause(
 ) -> None:
     """A provider pauses the alert until a time, until new data arrives, or whichever first."""
     require(actor, "pause")
-    when = _utc(at)
-    until = None if until is None else _utc(until, "until")
+    when = utc_time(at)
+    until = None if until is None else utc_time(until, "until")
     _check_pause(when, until, until_new_data)
     alert = get_alert(conn, alert_id)
     changes = {"paused_at": when, "paused_until": until, "pause_until_new_data": until_new_data}
@@ -390,7 +330,7 @@ def resume(
     require(actor, "resume")
     if not why.strip():
         raise ValueError("resume needs a reason (why)")
-    when = _utc(at)
+    when = utc_time(at)
     alert = get_alert(conn, alert_id)
     _transition(conn, alert, "resume", actor, when, _UNPAUSED, note=why)
 
@@ -401,7 +341,7 @@ def update_risk(conn: Connection, alert_id: int, risk: float, score_id: int) -> 
         raise ValueError(f"risk must be a probability in [0, 1], not {risk!r}")
     result = conn.execute(
         update(alerts)
-        .where(alerts.c.alert_id == alert_id, alerts.c.state.in_(_ACTIVE))
+        .where(alerts.c.alert_id == alert_id, alerts.c.state.in_(ACTIVE_STATES))
         .values(risk=risk, score_id=score_id)
     )
     if result.rowcount == 0:
@@ -431,7 +371,7 @@ def escalate(
     """Raise a concern: flags the encounter's active alert (reopening it if paused), or opens
     an escalation alert when none is active. Returns the alert's id."""
     require(actor, "escalate")
-    when = _utc(at)
+    when = utc_time(at)
     target = _escalation_target(conn, encounter_id)
     if target is None:
         reason = f"Concern escalated by {actor.role} {actor.user_id}" + (
@@ -461,7 +401,7 @@ def record_assessment(
     about an alert, the alert's timeline gets an "assess" event.
     """
     require(actor, "assess")
-    coded, when = screening_answers(answers), _utc(at)
+    coded, when = screening_answers(answers), utc_time(at)
     alert = None if alert_id is None else _alert_of(conn, alert_id, encounter_id)
     concern = is_concern(coded)
     row = {"encounter_id": encounter_id, "patient_id": patient_id, "alert_id": alert_id}
@@ -520,7 +460,7 @@ def complete_item(
 ) -> None:
     """Tick a checklist item. Antibiotics before blood cultures are allowed, and flagged."""
     require(actor, "complete_item")
-    when = _utc(at)
+    when = utc_time(at)
     alert = get_alert(conn, alert_id)
     rows = _open_item(conn, alert, item)
     note = bundle.completion_note(item, rows["blood_cultures"]["done_at"] is not None, note)
@@ -536,51 +476,10 @@ def complete_item(
 
 def checklist(conn: Connection, alert_id: int, at: datetime | None = None) -> list[ChecklistItem]:
     """The alert's checklist in bundle order, each item's status as of `at` (empty if none)."""
-    when = _utc(at)
+    when = utc_time(at)
     get_alert(conn, alert_id)
     rows = _checklist_rows(conn, alert_id)
     return [bundle.item_from_row(rows[code], when) for code in sorted(rows, key=bundle.order)]
 
 
 # ---------------------------------------------------------------- reads
-
-
-def get_alert(conn: Connection, alert_id: int) -> AlertRecord:
-    row = conn.execute(select(alerts).where(alerts.c.alert_id == alert_id)).mappings().first()
-    if row is None:
-        raise AlertNotFound(f"no alert with id {alert_id}")
-    return AlertRecord.from_row(row)
-
-
-def _alerts(conn: Connection, *conditions: Any) -> list[AlertRecord]:
-    query = select(alerts).where(*conditions)
-    query = query.order_by(alerts.c.opened_at.desc(), alerts.c.alert_id.desc())
-    return [AlertRecord.from_row(row) for row in conn.execute(query).mappings()]
-
-
-def current_alerts(conn: Connection, encounter_id: str) -> list[AlertRecord]:
-    """All of the encounter's alerts, newest first."""
-    return _alerts(conn, alerts.c.encounter_id == encounter_id)
-
-
-def latest_alert(conn: Connection, encounter_id: str, kind: str) -> AlertRecord | None:
-    """The encounter's newest alert of `kind`, in any state."""
-    found = _alerts(conn, alerts.c.encounter_id == encounter_id, alerts.c.kind == _kind(kind).value)
-    return found[0] if found else None
-
-
-def open_alerts(conn: Connection) -> list[AlertRecord]:
-    """Every open or paused alert, of any encounter, newest first."""
-    return _alerts(conn, alerts.c.state.in_(_ACTIVE))
-
-
-def due_resumptions(conn: Connection, at: datetime) -> list[AlertRecord]:
-    """Paused alerts whose pause has run out by `at` (pauses until new data alone never do)."""
-    when = _utc(at)
-    return _alerts(conn, alerts.c.state == State.PAUSED.value, alerts.c.paused_until <= when)
-
-
-def alert_events_for(conn: Connection, alert_id: int) -> list[dict[str, Any]]:
-    """The alert's timeline: who did what, when, from which state to which, oldest first."""
-    query = select(alert_events).where(alert_events.c.alert_id == alert_id)
-    return [dict(row) for row in conn.execute(query.order_by(alert_events.c.id)).mappings()]

@@ -32,7 +32,7 @@ Choices:
   counted from 0 as in FHIRPath; the parent only when it has its own value[x] or
   dataAbsentReason. valueDecimal is not an R4 Observation element and is rejected.
 - Encounter.unit: the display of the active location (else the first), else serviceType, else
-  the class (EMER becomes "ED"). admitted_at is period.start.
+  the class (EMER becomes "ED"). admitted_at is period.start, discharged_at period.end.
 - source_id: the resource id, else the entry's fullUrl, else "sha256:" of the canonical JSON
   (so an identical resend dedups). Rejected Patients and Encounters are "Patient/<id>" and
   "Encounter/<id>" so they cannot clash with Observation ids in quarantine.
@@ -453,9 +453,12 @@ def _encounter(
     klass = _coding(klass, "class")
     patient = _reference(resource.get("subject"), "subject", "Patient", context)
     start = _period_start(resource.get("period"), "period")
+    end = _period_end(resource.get("period"), "period")
     unit = _location_unit(resource.get("location")) or _service_unit(resource.get("serviceType"))
     unit = unit or _CLASS_UNITS.get(klass.get("code")) or klass.get("display") or klass.get("code")
-    out.parsed.encounters.append(Encounter(key, patient, unit, start, source=SOURCE))
+    out.parsed.encounters.append(
+        Encounter(key, patient, unit, start, discharged_at=end, source=SOURCE)
+    )
 
 
 def _location_unit(value: object) -> str | None:
@@ -733,6 +736,11 @@ def _period_start(value: object, path: str) -> datetime | None:
         return None
     start = _object(value, path).get("start")
     return None if start is None else _moment(start, path + ".start")
+
+
+def _period_end(value: object, path: str) -> datetime | None:
+    end = _object(value, path).get("end") if value is not None else None
+    return None if end is None else _moment(end, path + ".end")
 
 
 def _moment(value: object, path: str, instant: bool = False) -> datetime:

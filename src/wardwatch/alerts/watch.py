@@ -1,0 +1,190 @@
+"""After each scoring round, the policy reads every fresh score and the workflow acts on it.
+
+The scoring service stores scores; this module turns them into what a clinician sees. For each
+scored stay it gathers what the policy needs (the score, the organ-dysfunction signs measured
+up to the scored hour, the stay's latest sepsis alert and review flag), asks `policy.decide`,
+and carries the decision out through `workflow` in the same transaction as the scores: a new
+sepsis alert, a new needs-human-review flag, a paused alert brought back, or, when nothing new
+is to be shown, the risk on the stay's active alerts kept current.
+
+Times in the sentences are the ward's clock times (what the chart shows), not stay hours.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection
+
+from wardwatch.alerts import workflow
+from wardwatch.alerts.policy import Action, AlertMemory, Decision, PolicyBook, Situation, decide
+from wardwatch.alerts.records import latest_alerts
+from wardwatch.alerts.signs import describe_signs, organ_dysfunction
+from wardwatch.model.risk import RiskModel
+from wardwatch.scoring import ScoredStays, advance_mark, due_stays, present_stays, score_stays
+
+_KINDS = (workflow.Kind.SEPSIS, workflow.Kind.REVIEW)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One thing the round did to an encounter's alerts."""
+
+    encounter_id: str
+    action: Action
+    alert_id: int
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Round:
+    """One ward round: every stay due or on the ward scored, and what the policy did."""
+
+    at: datetime
+    scored: ScoredStays
+    changes: list[Change]
+
+
+def ward_round(conn: Connection, model: RiskModel, book: PolicyBook, at: datetime) -> Round:
+    """Score every stay with unscored observations or on the ward at `at`, then alert.
+
+    Run after ingest and on a timer (an hour passing changes the model's input: every
+    "hours since measured" grows); one transaction, so scores, mark and alerts agree.
+    """
+    due, newest = due_stays(conn, model.version)
+    stays = sorted(set(due) | set(present_stays(conn, at)))
+    scored = score_stays(conn, model, stays, at=at)
+    advance_mark(conn, model.version, newest)
+    return Round(at, scored, watch(conn, scored, book))
+
+
+@dataclass(frozen=True, slots=True)
+class _Score:
+    """One row of a scoring round, typed."""
+
+    score_id: int
+    encounter_id: str
+    patient_id: str
+    unit: str | None
+    model_version: str
+    hour: int
+    as_of: datetime
+    risk: float
+    uncertainty: float
+    ood: bool
+    threshold: float
+    vitals_age_hours: float | None
+
+    @classmethod
+    def of(cls, row: dict) -> _Score:
+        values = {name: row[name] for name in cls.__slots__}  # type: ignore[attr-defined]
+        values["as_of"] = pd.Timestamp(row["as_of"]).to_pydatetime()
+        values["vitals_age_hours"] = _maybe(row["vitals_age_hours"])
+        values["ood"] = bool(row["ood"])
+        return cls(**values)
+
+    @property
+    def admitted(self) -> datetime:
+        return self.as_of - timedelta(hours=self.hour)
+
+
+def watch(conn: Connection, scored: ScoredStays, book: PolicyBook) -> list[Change]:
+    """Apply the policy to every score of a round; returns the alerts opened or resumed."""
+    if not len(scored):
+        return []
+    signs = _signs_at_scored_hours(scored.wide)
+    latest = latest_alerts(conn, scored.scores["encounter_id"])
+    changes = []
+    for row in scored.scores.to_dict("records"):
+        score = _Score.of(row)
+        sepsis, review = (latest.get((score.encounter_id, k.value)) for k in _KINDS)
+        situation = _situation(score, signs.loc[score.encounter_id])
+        decision = decide(book.for_unit(score.unit), situation, _memory(sepsis), _memory(review))
+        change = _act(conn, score, decision, sepsis, review)
+        if change is not None:
+            changes.append(change)
+    return changes
+
+
+def _signs_at_scored_hours(wide: pd.DataFrame) -> pd.DataFrame:
+    """Each stay's signs at its last (scored) hour, indexed by encounter."""
+    stays = wide.assign(patient_id=wide["encounter_id"])  # a stay is the unit, as in scoring
+    found = organ_dysfunction(stays)
+    last = stays.groupby("encounter_id", sort=False)["hour"].idxmax()
+    return found.loc[last.to_numpy()].set_axis(last.index)
+
+
+def _memory(record: workflow.AlertRecord | None) -> AlertMemory | None:
+    if record is None:
+        return None
+    return AlertMemory(
+        state=record.state.value,  # type: ignore[arg-type]
+        opened_at=record.opened_at,
+        closed_at=record.closed_at,
+        closed_risk=record.closed_risk,
+        paused_at=record.paused_at,
+        paused_until=record.paused_until,
+        pause_until_new_data=record.pause_until_new_data,
+    )
+
+
+def _situation(score: _Score, signs: pd.Series) -> Situation:
+    admitted = score.admitted
+    return Situation(
+        hour=float(score.hour),
+        as_of=score.as_of,
+        risk=score.risk,
+        uncertainty=score.uncertainty,
+        ood=score.ood,
+        threshold=score.threshold,
+        vitals_age_hours=score.vitals_age_hours,
+        signs=describe_signs(signs, when=lambda hour: _clock(admitted, hour)),
+        newest_sign_at=_moment(admitted, signs["newest_sign_hour"]),
+        newest_lab_at=_moment(admitted, signs["newest_lab_hour"]),
+    )
+
+
+def _maybe(value: object) -> float | None:
+    if value is None:
+        return None
+    number = float(value)  # type: ignore[arg-type]
+    return None if np.isnan(number) else number
+
+
+def _moment(admitted: datetime, hour: object) -> datetime | None:
+    hours = _maybe(hour)
+    return None if hours is None else admitted + timedelta(hours=hours)
+
+
+def _clock(admitted: datetime, hour: float) -> str:
+    return f"at {admitted + timedelta(hours=hour):%d %b %H:%M}"
+
+
+def _act(
+    conn: Connection,
+    score: _Score,
+    decision: Decision,
+    sepsis: workflow.AlertRecord | None,
+    review: workflow.AlertRecord | None,
+) -> Change | None:
+    action = decision.action
+    if action in (Action.FIRE, Action.REVIEW):
+        kind = workflow.Kind.SEPSIS if action == Action.FIRE else workflow.Kind.REVIEW
+        alert_id = workflow.open_alert(
+            conn, encounter_id=score.encounter_id, patient_id=score.patient_id,
+            kind=kind.value, opened_at=score.as_of, reasons=decision.reasons,
+            score_id=score.score_id, risk=score.risk, model_version=score.model_version,
+        )  # fmt: skip
+        return Change(score.encounter_id, action, alert_id, decision.reasons)
+    if action in (Action.RESUME, Action.RESUME_REVIEW):
+        target = sepsis if action == Action.RESUME else review
+        assert target is not None  # decide resumes only an alert it was shown
+        workflow.resume(conn, target.alert_id, at=score.as_of, why=" ".join(decision.reasons))
+        return Change(score.encounter_id, action, target.alert_id, decision.reasons)
+    for record in (sepsis, review):
+        if record is not None and record.active:
+            workflow.update_risk(conn, record.alert_id, score.risk, score.score_id)
+    return None
