@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -20,6 +20,10 @@ from rich.table import Table
 from wardwatch.ingest.pipeline import IngestSummary, Pipeline
 from wardwatch.settings import Settings, load_settings
 from wardwatch.store import engine_from_settings, init_db
+
+if TYPE_CHECKING:  # imported lazily below: `wardwatch --help` must not load the model stack
+    from wardwatch.alerts.watch import Round, Watcher
+    from wardwatch.replay import Tick
 
 app = typer.Typer(
     help=__doc__,
@@ -149,22 +153,134 @@ def quarantine_list(
 def mllp(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port (2575 is the HL7 convention)")] = 2575,
+    scoring: Annotated[
+        bool, typer.Option(help="score stays and raise alerts as results arrive")
+    ] = True,
 ) -> None:
     """Listen for HL7 v2 ORU^R01 results over MLLP.
 
     Each message is acknowledged AA only after it is committed to the database; a message
     that cannot be used gets AE or AR with the reason, and is kept in quarantine. A resend
-    (same MSH-10) is acknowledged and not stored twice.
+    (same MSH-10) is acknowledged and not stored twice. With scoring on (the default), ward
+    rounds run in the background: a stay with new results is scored within seconds of the
+    ACK, and every stay on the ward at least every 15 minutes.
     """
     from wardwatch.ingest.listener import hl7_handler
     from wardwatch.ingest.mllp import run_forever
 
     pipeline = _pipeline()
+    watcher = _watcher(pipeline).start() if scoring else None
     console.print(f"listening for HL7 v2 over MLLP on {host}:{port} (Ctrl-C to stop)")
     try:
         run_forever(host, port, hl7_handler(pipeline))
     except KeyboardInterrupt:
         console.print("stopped")
+    finally:
+        if watcher is not None:
+            watcher.stop()
+
+
+def _watcher(pipeline: Pipeline) -> Watcher:
+    from wardwatch.alerts.policy import load_policy_book
+    from wardwatch.alerts.watch import Watcher
+    from wardwatch.model.artifact import load_shipped_model
+
+    def report(error: Exception) -> None:
+        errors.print(f"[bold red]scoring failed, retrying:[/] {error}")
+
+    return Watcher(pipeline.engine, load_shipped_model(), load_policy_book(), on_error=report)
+
+
+@app.command()
+def score() -> None:
+    """Run one ward round now: score every stay with new data or on the ward, and alert.
+
+    The listener and the web server do this by themselves; run it after a bulk
+    `wardwatch ingest`, or from a scheduler. Patients who opted out are never scored.
+    """
+    watcher = _watcher(_pipeline())
+    with console.status("scoring…"):
+        done = watcher.round_now()
+    _print_round(done)
+
+
+def _print_round(done: Round) -> None:
+    from collections import Counter
+
+    console.print(f"ward round at {done.at:%Y-%m-%d %H:%M} UTC: {len(done.scored)} stays scored")
+    for reason, count in Counter(done.scored.skipped.values()).most_common():
+        console.print(f"  not scored ({count}): {reason}")
+    for change in done.changes:
+        console.print(f"  {change.action.value} {change.encounter_id}: {change.reasons[0]}")
+
+
+@app.command()
+def replay(
+    data: Annotated[Path, typer.Argument(help="PhysioNet .psv files: a directory or .tar.gz")],
+    speed: Annotated[
+        str, typer.Option(help="3600x = one patient-hour per second; max = no waiting")
+    ] = "3600x",
+    stagger: Annotated[float, typer.Option(help="hours between two admissions")] = 1.0,
+    limit: Annotated[int | None, typer.Option(help="only the first N patients")] = None,
+) -> None:
+    """Replay past ICU stays through the live pipeline, in accelerated time.
+
+    Each stay is admitted in turn (one every `--stagger` hours) on a timeline that ends
+    now; then the ward clock advances an hour per tick: the hour's measurements are ingested
+    as an interface would send them (normalize, quality gate, store), every stay on the ward
+    is scored, and the alert policy opens, suppresses or resumes alerts. What you see on the
+    worklist is what the system would have done on these patients. Scores are exactly those
+    of `wardwatch predict-psv` for the same files (tested).
+
+    Replays into the configured database (WARDWATCH_HOME or WARDWATCH_DATABASE_URL); use a
+    separate one for a replay of real past data.
+    """
+    from wardwatch.alerts.policy import load_policy_book
+    from wardwatch.model.artifact import load_shipped_model
+    from wardwatch.replay import Replay, ReplayError, load_replay_cohort, parse_speed, plan_replay
+
+    try:
+        factor = parse_speed(speed)
+        plan = plan_replay(load_replay_cohort(data, limit), stagger_hours=stagger)
+    except ReplayError as error:
+        raise fail(str(error), "give a directory or .tar.gz of PhysioNet .psv files") from None
+    pipeline = _pipeline()
+    runner = Replay(pipeline, load_shipped_model(), plan, speed=factor, book=load_policy_book())
+    columns = (TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[note]}"))  # fmt: skip
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("replay", total=plan.hours + 1, note="")
+
+        def advance(tick: Tick) -> None:
+            note = f"{tick.at:%d %b %H:%M} · {tick.scored} on the ward"
+            bar.update(task, advance=1, note=note)
+
+        summary = runner.run(advance)
+    console.print(
+        f"replayed {summary.ticks} hours of {summary.stays} stays: "
+        f"{summary.ingest.accepted:,} measurements stored "
+        f"({summary.ingest.quarantined_total} quarantined), {summary.scores:,} scores, "
+        f"{summary.alerts} sepsis alerts, {summary.reviews} needs-human-review flags"
+    )
+
+
+@app.command()
+def alerts() -> None:
+    """List the open and paused alerts, newest first."""
+    from wardwatch.alerts.records import open_alerts
+
+    with _pipeline().engine.connect() as conn:
+        found = open_alerts(conn)
+    if not found:
+        console.print("no open or paused alerts")
+        return
+    table = Table("alert", "patient", "kind", "state", "opened", "risk", "why")
+    for a in found:
+        risk = "" if a.risk is None else f"{a.risk:.1%}"
+        why = a.reasons[0] if a.reasons else ""
+        opened = f"{a.opened_at:%d %b %H:%M}"
+        table.add_row(str(a.alert_id), a.patient_id, a.kind.value, a.state.value, opened, risk, why)
+    console.print(table)
 
 
 @app.command()

@@ -67,6 +67,12 @@ def due_stays(conn: Connection, model_version: str) -> tuple[list[str], int]:
     return sorted(conn.execute(query).scalars()), newest
 
 
+def has_unscored(conn: Connection, model_version: str) -> bool:
+    """Whether observations arrived that this model has not scored (one indexed query)."""
+    newest = conn.execute(select(func.max(observations.c.id))).scalar() or 0
+    return newest > _mark(conn, model_version)
+
+
 def _mark(conn: Connection, model_version: str) -> int:
     query = select(scoring_marks.c.through_observation_id).where(
         scoring_marks.c.model_version == model_version

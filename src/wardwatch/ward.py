@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, Select, select
 
 from wardwatch.alerts.policy import PolicyBook
 from wardwatch.alerts.records import AlertRecord, latest_alerts
@@ -119,7 +119,25 @@ def worklist(
 ) -> list[Bed]:
     """Every stay on the ward at `at` (default: the ward clock), highest risk first."""
     at = at or ward_now(conn)
-    stays = _present(conn, at, unit)
+    return _beds(conn, _present(conn, at, unit), at, book)
+
+
+def beds(
+    conn: Connection,
+    encounter_ids: Sequence[str],
+    *,
+    at: datetime | None = None,
+    book: PolicyBook | None = None,
+) -> list[Bed]:
+    """The named stays as the worklist would show them, on the ward or not (a chart can be
+    opened after discharge)."""
+    at = at or ward_now(conn)
+    return _beds(conn, _stays(conn, encounter_ids), at, book)
+
+
+def _beds(
+    conn: Connection, stays: pd.DataFrame, at: datetime, book: PolicyBook | None
+) -> list[Bed]:
     if stays.empty:
         return []
     ids = list(stays["encounter_id"])
@@ -137,16 +155,28 @@ def units(conn: Connection, at: datetime | None = None) -> list[str]:
     return sorted({str(u) for u in stays["unit"].dropna()})
 
 
+_STAY_COLUMNS = ["encounter_id", "patient_id", "unit", "admitted_at", "opted_out"]
+
+
+def _stay_query() -> Select:
+    return select(
+        encounters.c.encounter_id,
+        encounters.c.patient_id,
+        encounters.c.unit,
+        encounters.c.admitted_at,
+        patients.c.opted_out_scoring,
+    ).join(patients, patients.c.patient_id == encounters.c.patient_id)
+
+
+def _stays(conn: Connection, encounter_ids: Sequence[str]) -> pd.DataFrame:
+    query = _stay_query().where(encounters.c.encounter_id.in_(list(encounter_ids)))
+    query = query.where(encounters.c.admitted_at.is_not(None))
+    return pd.DataFrame(conn.execute(query).all(), columns=_STAY_COLUMNS)
+
+
 def _present(conn: Connection, at: datetime, unit: str | None) -> pd.DataFrame:
     query = (
-        select(
-            encounters.c.encounter_id,
-            encounters.c.patient_id,
-            encounters.c.unit,
-            encounters.c.admitted_at,
-            patients.c.opted_out_scoring,
-        )
-        .join(patients, patients.c.patient_id == encounters.c.patient_id)
+        _stay_query()
         .where(encounters.c.admitted_at <= at)
         .where(encounters.c.admitted_at > at - timedelta(days=MAX_STAY_DAYS))
         .where(encounters.c.discharged_at.is_(None) | (encounters.c.discharged_at >= at))
@@ -154,8 +184,7 @@ def _present(conn: Connection, at: datetime, unit: str | None) -> pd.DataFrame:
     )
     if unit is not None:
         query = query.where(encounters.c.unit == unit)
-    columns = ["encounter_id", "patient_id", "unit", "admitted_at", "opted_out"]
-    return pd.DataFrame(conn.execute(query).all(), columns=columns)
+    return pd.DataFrame(conn.execute(query).all(), columns=_STAY_COLUMNS)
 
 
 def _recent_scores(conn: Connection, ids: Sequence[str], at: datetime) -> pd.DataFrame:

@@ -12,19 +12,30 @@ Times in the sentences are the ward's clock times (what the chart shows), not st
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
 from wardwatch.alerts import workflow
 from wardwatch.alerts.policy import Action, AlertMemory, Decision, PolicyBook, Situation, decide
 from wardwatch.alerts.records import latest_alerts
 from wardwatch.alerts.signs import describe_signs, organ_dysfunction
+from wardwatch.clock import ward_now
 from wardwatch.model.risk import RiskModel
-from wardwatch.scoring import ScoredStays, advance_mark, due_stays, present_stays, score_stays
+from wardwatch.scoring import (
+    ScoredStays,
+    advance_mark,
+    due_stays,
+    has_unscored,
+    present_stays,
+    score_stays,
+)  # fmt: skip
 
 _KINDS = (workflow.Kind.SEPSIS, workflow.Kind.REVIEW)
 
@@ -188,3 +199,63 @@ def _act(
         if record is not None and record.active:
             workflow.update_risk(conn, record.alert_id, score.risk, score.score_id)
     return None
+
+
+class Watcher:
+    """Ward rounds in the background, for a running listener or web server.
+
+    Every `poll` seconds it checks (one indexed query) whether observations arrived that the
+    model has not scored, and if so runs a round at once: an HL7 result is scored seconds
+    after its ACK. Every `interval` seconds it runs a round anyway, because time passing
+    changes the model's input and ends pauses. A failing round is reported through `on_error`
+    and retried at the next poll; it never stops the watcher (ingest must go on).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        model: RiskModel,
+        book: PolicyBook,
+        *,
+        poll: float = 2.0,
+        interval: float = 900.0,
+        on_round: Callable[[Round], None] | None = None,
+        on_error: Callable[[Exception], None] | None = None,
+    ) -> None:
+        self.engine, self.model, self.book = engine, model, book
+        self.poll, self.interval = poll, interval
+        self.on_round, self.on_error = on_round, on_error
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ward-rounds", daemon=True)
+        self._last_round = 0.0
+
+    def start(self) -> Watcher:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def round_now(self) -> Round:
+        with self.engine.begin() as conn:
+            done = ward_round(conn, self.model, self.book, ward_now(conn))
+        self._last_round = time.monotonic()
+        if self.on_round is not None:
+            self.on_round(done)
+        return done
+
+    def _due(self) -> bool:
+        if time.monotonic() - self._last_round >= self.interval:
+            return True
+        with self.engine.connect() as conn:
+            return has_unscored(conn, self.model.version)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll):
+            try:
+                if self._due():
+                    self.round_now()
+            except Exception as error:  # noqa: BLE001 - reported; the next poll retries
+                if self.on_error is not None:
+                    self.on_error(error)

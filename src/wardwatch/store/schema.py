@@ -251,3 +251,16 @@ scoring_marks = Table(
     Column("model_version", String(64), primary_key=True),
     Column("through_observation_id", Integer, nullable=False),
 )
+
+# Free text from clinicians to the deployment team ("this alert was useless because ...").
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("encounter_id", String(64)),
+    Column("page", String(200)),
+    Column("text", Text, nullable=False),
+)
