@@ -455,14 +455,52 @@ def predict_psv_command(
 @app.command()
 def demo(
     home: Annotated[Path, typer.Option(help="where the demo's database lives")] = Path("var/demo"),
+    port: Annotated[int, typer.Option(help="port of the web app on 127.0.0.1")] = 8000,
+    serve: Annotated[bool, typer.Option(help="serve the web app (off: terminal view only)")] = True,
 ) -> None:
-    """Run the demo on a fresh SQLite database: ingest the shipped sample patients and
-    sample HL7/FHIR messages, and show the ward."""
+    """The demo: a fresh SQLite ward, filled and scored by the real pipeline, on the web.
+
+    Ingests the shipped sample HL7 v2 and FHIR messages, then replays the shipped sample ICU
+    patients (PhysioNet 2019, test-split patients the model never saw) through ingest,
+    scoring and the alert policy: 72 hours at full speed, then one patient-hour a second
+    while the web app serves the worklist and patient pages on http://127.0.0.1:8000/.
+    Demo data only; the demo sign-in has no passwords.
+    """
     from wardwatch.demo import run_demo
 
     os.environ["WARDWATCH_HOME"] = str(home)
     os.environ.pop("WARDWATCH_DATABASE_URL", None)
-    run_demo(home, console)
+    run_demo(home, console, serve=serve, port=port)
+
+
+@app.command("serve")
+def serve_command(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    scoring: Annotated[bool, typer.Option(help="run ward rounds in the background")] = True,
+) -> None:
+    """Serve the web app: worklist, patient pages, JSON API, CDS Hooks and FHIR out.
+
+    Reads the configured database (WARDWATCH_HOME or WARDWATCH_DATABASE_URL) with the shipped
+    model and the alert policy of the settings file. With scoring on, stays with new data are
+    scored and alerted within seconds, and every stay on the ward every 15 minutes.
+    """
+    import uvicorn
+
+    from wardwatch.alerts.policy import load_policy_book
+    from wardwatch.model.artifact import load_shipped_model
+    from wardwatch.web.app import create_app
+    from wardwatch.web.deps import Services
+
+    pipeline = _pipeline()
+    watcher = _watcher(pipeline).start() if scoring else None
+    services = Services(pipeline.engine, load_shipped_model(), load_policy_book(), pipeline)
+    console.print(f"serving on http://{host}:{port}/ (Ctrl-C to stop)")
+    try:
+        uvicorn.run(create_app(services), host=host, port=port, log_level="warning")
+    finally:
+        if watcher is not None:
+            watcher.stop()
 
 
 def main() -> None:  # pragma: no cover - console-script shim

@@ -9,6 +9,7 @@ census, alerts open as risk rises, and the clock is the replay's.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -26,6 +27,7 @@ from wardwatch.store import init_db, open_engine
 # 72 replayed hours before the screen opens make the census and the alerts realistic.
 STAGGER_HOURS = 1.0
 WARM_UP_HOURS = 72
+REPLAY_SPEED = 3600.0
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,7 @@ def start_ward(
     return DemoWard(pipeline, replay, warm_up_hours + 1, summary)
 
 
-def run_demo(home: Path, console: Console) -> None:
+def run_demo(home: Path, console: Console, *, serve: bool = True, port: int = 8000) -> None:
     from wardwatch.cli import print_summary
     from wardwatch.ward import show_ward
 
@@ -101,3 +103,26 @@ def run_demo(home: Path, console: Console) -> None:
         f"{ward.warm_up.alerts} sepsis alerts and {ward.warm_up.reviews} needs-review flags"
     )
     show_ward(pipeline.engine, console)
+    if serve:
+        serve_ward(ward, console, port)
+
+
+def serve_ward(ward: DemoWard, console: Console, port: int) -> None:
+    """The web app on the demo ward, while the replay goes on at one patient-hour a second."""
+    import uvicorn
+
+    from wardwatch.web.app import create_app
+    from wardwatch.web.deps import DEMO_USERS, Services
+
+    ward.replay.speed = REPLAY_SPEED
+    ticking = threading.Thread(
+        target=ward.replay.run, kwargs={"first": ward.next_hour}, name="replay", daemon=True
+    )
+    ticking.start()
+    services = Services(ward.pipeline.engine, ward.replay.model, ward.replay.book, ward.pipeline)
+    console.rule("[bold]the ward is live")
+    console.print(f"open [bold]http://127.0.0.1:{port}/[/] — the replay goes on at "
+                  f"{REPLAY_SPEED:.0f}x (one patient-hour a second). Ctrl-C stops.")  # fmt: skip
+    console.print("[yellow]demo sign-in only, no passwords: not for real patients.[/] "
+                  f"Sign in as {' or '.join(DEMO_USERS)}.")  # fmt: skip
+    uvicorn.run(create_app(services), host="127.0.0.1", port=port, log_level="warning")
