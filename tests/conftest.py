@@ -85,3 +85,17 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
                 return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listening on port {port} after {timeout}s")
+
+
+@pytest.fixture
+def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`run("ingest", path)`: the CLI as an operator runs it, on a private SQLite home."""
+    from typer.testing import CliRunner
+
+    from wardwatch.cli import app
+
+    monkeypatch.setenv("WARDWATCH_HOME", str(tmp_path))
+    monkeypatch.delenv("WARDWATCH_DATABASE_URL", raising=False)
+    monkeypatch.setenv("COLUMNS", "200")
+    runner = CliRunner()
+    return lambda *args: runner.invoke(app, list(args))

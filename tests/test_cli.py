@@ -4,25 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-from typer.testing import CliRunner
-
-from wardwatch.cli import app
-
 PSV_DIR = Path(__file__).resolve().parent / "data" / "psv"
 
 
-@pytest.fixture
-def run(tmp_path, monkeypatch):
-    monkeypatch.setenv("WARDWATCH_HOME", str(tmp_path))
-    monkeypatch.delenv("WARDWATCH_DATABASE_URL", raising=False)
-    monkeypatch.setenv("COLUMNS", "200")
-    runner = CliRunner()
-
-    def invoke(*args: str):
-        return runner.invoke(app, list(args))
-
-    return invoke
 
 
 def test_help_reads_like_a_manual(run):

@@ -6,26 +6,13 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 import wardwatch
-from wardwatch.cli import app
 from wardwatch.model.artifact import SHIPPED, load_card, load_model
 
 SAMPLE = Path(wardwatch.__file__).parent / "data" / "physionet_sample" / "setA_sample.tar.gz"
 
 
-@pytest.fixture
-def run(tmp_path, monkeypatch):
-    monkeypatch.setenv("WARDWATCH_HOME", str(tmp_path))
-    monkeypatch.delenv("WARDWATCH_DATABASE_URL", raising=False)
-    monkeypatch.setenv("COLUMNS", "200")
-    runner = CliRunner()
-
-    def invoke(*args: str):
-        return runner.invoke(app, list(args))
-
-    return invoke
 
 
 @pytest.fixture(scope="module")

@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import func, select
-from typer.testing import CliRunner
 
-from wardwatch.cli import app
 from wardwatch.demo import sample_patients
 from wardwatch.store import open_engine
 from wardwatch.store.schema import alerts, scores
-
-
-@pytest.fixture
-def run(tmp_path, monkeypatch):
-    monkeypatch.setenv("WARDWATCH_HOME", str(tmp_path))
-    monkeypatch.delenv("WARDWATCH_DATABASE_URL", raising=False)
-    monkeypatch.setenv("COLUMNS", "200")
-    runner = CliRunner()
-    return lambda *args: runner.invoke(app, list(args))
 
 
 def _count(tmp_path, table) -> int:
