@@ -21,6 +21,7 @@ def test_ingest_prints_what_happened_to_everything(run, tmp_path):
     assert result.exit_code == 0, result.output
     assert "accepted (stored)" in result.output
     assert "2,662" in result.output  # every non-missing value of the three files
+    assert "3 stays scored" in result.output  # and a ward round scored the three stays
     again = run("ingest", str(PSV_DIR))
     assert "duplicates (already stored)" in again.output
     assert (tmp_path / "wardwatch.db").exists()

@@ -107,21 +107,31 @@ def ingest(
             ".ndjson; HL7 v2 files; or a folder mixing them."
         ),
     ],
+    score: Annotated[
+        bool, typer.Option(help="score the stays that received data, and alert (a ward round)")
+    ] = True,
 ) -> None:
-    """Ingest files: parse, normalize to LOINC and canonical units, gate, store.
+    """Ingest files: parse, normalize to LOINC and canonical units, gate, store; then score.
 
     Every item ends in exactly one of: accepted, duplicate (already stored), or quarantined
-    with a reason. Ingesting the same files again stores nothing twice.
+    with a reason. Ingesting the same files again stores nothing twice. Afterwards a ward
+    round scores every stay that received data and applies the alert policy (`--no-score`
+    leaves that to `wardwatch score` or a running server).
     """
     from wardwatch.ingest.files import IngestError
 
+    pipeline = _pipeline()
     try:
-        summary = ingest_with_progress(_pipeline(), path)
+        summary = ingest_with_progress(pipeline, path)
     except IngestError as error:
         raise fail(
             str(error), "check the path; `wardwatch ingest --help` lists what it reads"
         ) from error
     print_summary(summary)
+    if score and summary.accepted:
+        with console.status("scoring the stays that received data…"):
+            done = _watcher(pipeline).round_now()
+        _print_round(done)
 
 
 @quarantine_app.command("list")

@@ -52,6 +52,20 @@ class ScoredStays:
     def __len__(self) -> int:
         return len(self.scores)
 
+    @classmethod
+    def nothing(cls, skipped: dict[str, str] | None = None) -> ScoredStays:
+        return cls(_empty_scores(), pd.DataFrame(), dict(skipped or {}))
+
+    @classmethod
+    def joined(cls, parts: Sequence[ScoredStays]) -> ScoredStays:
+        """One round's batches as one."""
+        skipped = {k: v for p in parts for k, v in p.skipped.items()}
+        scored = [p for p in parts if len(p)]
+        if not scored:
+            return cls.nothing(skipped)
+        return cls(pd.concat([p.scores for p in scored], ignore_index=True),
+                   pd.concat([p.wide for p in scored], ignore_index=True), skipped)  # fmt: skip
+
 
 def due_stays(conn: Connection, model_version: str) -> tuple[list[str], int]:
     """Stays with observations the model has not scored yet, and the newest observation id."""
@@ -149,7 +163,7 @@ def score_stays(
     """Score each stay's latest hour (as of `at`, default: all its data) and store the scores."""
     wanted = list(dict.fromkeys(encounter_ids))
     if not wanted:
-        return ScoredStays(_empty_scores(), pd.DataFrame())
+        return ScoredStays.nothing()
     skipped = unscored_stays(conn, wanted, at)
     chosen = [e for e in wanted if e not in skipped]
     wide = load_wide(conn, encounter_ids=chosen, until=at) if chosen else pd.DataFrame()

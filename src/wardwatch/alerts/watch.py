@@ -38,6 +38,7 @@ from wardwatch.scoring import (
 )  # fmt: skip
 
 _KINDS = (workflow.Kind.SEPSIS, workflow.Kind.REVIEW)
+ROUND_BATCH = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,13 +64,17 @@ def ward_round(conn: Connection, model: RiskModel, book: PolicyBook, at: datetim
     """Score every stay with unscored observations or on the ward at `at`, then alert.
 
     Run after ingest and on a timer (an hour passing changes the model's input: every
-    "hours since measured" grows); one transaction, so scores, mark and alerts agree.
+    "hours since measured" grows); one transaction, so scores, mark and alerts agree. Stays
+    are scored `ROUND_BATCH` at a time, so a bulk ingest of thousands of stays stays within
+    memory.
     """
     due, newest = due_stays(conn, model.version)
     stays = sorted(set(due) | set(present_stays(conn, at)))
-    scored = score_stays(conn, model, stays, at=at)
+    parts = [score_stays(conn, model, stays[i : i + ROUND_BATCH], at=at)
+             for i in range(0, len(stays), ROUND_BATCH)]  # fmt: skip
     advance_mark(conn, model.version, newest)
-    return Round(at, scored, watch(conn, scored, book))
+    changes = [change for part in parts for change in watch(conn, part, book)]
+    return Round(at, ScoredStays.joined(parts), changes)
 
 
 @dataclass(frozen=True, slots=True)
