@@ -22,10 +22,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import pandas as pd
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import Connection, Engine, Select, select
+from sqlalchemy import Connection, Engine, Row, Select, func, select
 
 from wardwatch.alerts.policy import PolicyBook
 from wardwatch.alerts.records import AlertRecord, latest_alerts
@@ -135,27 +134,23 @@ def beds(
     return _beds(conn, _stays(conn, encounter_ids), at, book)
 
 
-def _beds(
-    conn: Connection, stays: pd.DataFrame, at: datetime, book: PolicyBook | None
-) -> list[Bed]:
-    if stays.empty:
+def _beds(conn: Connection, stays: list[Row], at: datetime, book: PolicyBook | None) -> list[Bed]:
+    if not stays:
         return []
-    ids = list(stays["encounter_id"])
+    ids = [stay.encounter_id for stay in stays]
     recent = _recent_scores(conn, ids, at)
     vitals = _latest_vitals(conn, stays, at)
     alerts = latest_alerts(conn, ids)
-    beds = [_bed(stay, recent, vitals, alerts, at, book or PolicyBook())
-            for stay in stays.to_dict("records")]  # fmt: skip
-    return sorted(beds, key=lambda b: (b.risk is None, -(b.risk or 0.0), b.encounter_id))
+    book = book or PolicyBook()
+    found = [_bed(stay, recent.get(stay.encounter_id, []), vitals, alerts, at, book)
+             for stay in stays]  # fmt: skip
+    return sorted(found, key=lambda b: (b.risk is None, -(b.risk or 0.0), b.encounter_id))
 
 
 def units(conn: Connection, at: datetime | None = None) -> list[str]:
     """The units with a patient on them at `at`."""
     stays = _present(conn, at or ward_now(conn), None)
-    return sorted({str(u) for u in stays["unit"].dropna()})
-
-
-_STAY_COLUMNS = ["encounter_id", "patient_id", "unit", "admitted_at", "opted_out"]
+    return sorted({str(stay.unit) for stay in stays if stay.unit is not None})
 
 
 def _stay_query() -> Select:
@@ -164,17 +159,16 @@ def _stay_query() -> Select:
         encounters.c.patient_id,
         encounters.c.unit,
         encounters.c.admitted_at,
-        patients.c.opted_out_scoring,
+        patients.c.opted_out_scoring.label("opted_out"),
     ).join(patients, patients.c.patient_id == encounters.c.patient_id)
 
 
-def _stays(conn: Connection, encounter_ids: Sequence[str]) -> pd.DataFrame:
+def _stays(conn: Connection, encounter_ids: Sequence[str]) -> list[Row]:
     query = _stay_query().where(encounters.c.encounter_id.in_(list(encounter_ids)))
-    query = query.where(encounters.c.admitted_at.is_not(None))
-    return pd.DataFrame(conn.execute(query).all(), columns=_STAY_COLUMNS)
+    return list(conn.execute(query.where(encounters.c.admitted_at.is_not(None))).all())
 
 
-def _present(conn: Connection, at: datetime, unit: str | None) -> pd.DataFrame:
+def _present(conn: Connection, at: datetime, unit: str | None) -> list[Row]:
     query = (
         _stay_query()
         .where(encounters.c.admitted_at <= at)
@@ -184,10 +178,11 @@ def _present(conn: Connection, at: datetime, unit: str | None) -> pd.DataFrame:
     )
     if unit is not None:
         query = query.where(encounters.c.unit == unit)
-    return pd.DataFrame(conn.execute(query).all(), columns=_STAY_COLUMNS)
+    return list(conn.execute(query).all())
 
 
-def _recent_scores(conn: Connection, ids: Sequence[str], at: datetime) -> pd.DataFrame:
+def _recent_scores(conn: Connection, ids: Sequence[str], at: datetime) -> dict[str, list[Row]]:
+    """Each stay's active-model scores of the last 24 h, oldest first."""
     query = (
         select(
             scores.c.encounter_id,
@@ -202,82 +197,102 @@ def _recent_scores(conn: Connection, ids: Sequence[str], at: datetime) -> pd.Dat
         .where(scores.c.as_of <= at, scores.c.as_of > at - RECENT)
         .order_by(scores.c.id)
     )
-    columns = ["encounter_id", "as_of", "risk", "uncertainty", "ood", "threshold", "version"]
-    return pd.DataFrame(conn.execute(query).all(), columns=columns)
+    by_stay: dict[str, list[Row]] = {}
+    for row in conn.execute(query):
+        by_stay.setdefault(row.encounter_id, []).append(row)
+    return by_stay
 
 
-def _latest_vitals(conn: Connection, stays: pd.DataFrame, at: datetime) -> pd.DataFrame:
-    query = (
-        select(
-            observations.c.encounter_id,
-            observations.c.variable,
-            observations.c.value,
-            observations.c.effective_at,
-        )
-        .where(observations.c.patient_id.in_(list(stays["patient_id"].unique())))
-        .where(observations.c.encounter_id.in_(list(stays["encounter_id"])))
-        .where(observations.c.effective_at <= at, observations.c.effective_at > at - RECENT)
+def _latest_vitals(conn: Connection, stays: list[Row], at: datetime) -> dict[tuple[str, str], Row]:
+    """The newest value of each vital sign of each stay in the last 24 h (picked by the
+    database: a busy ward has thousands of readings a day, the worklist shows 6 per bed)."""
+    o = observations.c
+    window = (
+        o.patient_id.in_(list({stay.patient_id for stay in stays})),
+        o.encounter_id.in_([stay.encounter_id for stay in stays]),
+        o.variable.in_(VITALS), o.value.is_not(None),
+        o.effective_at <= at, o.effective_at > at - RECENT,
+    )  # fmt: skip
+    newest = (
+        select(o.encounter_id, o.variable, func.max(o.effective_at).label("at"))
+        .where(*window)
+        .group_by(o.encounter_id, o.variable)
+        .subquery()
     )
-    columns = ["encounter_id", "variable", "value", "effective_at"]
-    frame = pd.DataFrame(conn.execute(query).all(), columns=columns)
-    frame = frame.sort_values("effective_at", kind="stable")
-    return frame.groupby(["encounter_id", "variable"]).last()
+    query = (
+        select(o.encounter_id, o.variable, o.value, o.effective_at)
+        .join(
+            newest,
+            (o.encounter_id == newest.c.encounter_id)
+            & (o.variable == newest.c.variable)
+            & (o.effective_at == newest.c.at),
+        )
+        .where(*window)
+        .order_by(o.id)
+    )
+    return {(row.encounter_id, row.variable): row for row in conn.execute(query)}
 
 
 def _bed(
-    stay: dict,
-    recent: pd.DataFrame,
-    vitals: pd.DataFrame,
+    stay: Row,
+    mine: list[Row],
+    vitals: dict[tuple[str, str], Row],
     alerts: dict[tuple[str, str], AlertRecord],
     at: datetime,
     book: PolicyBook,
 ) -> Bed:
-    eid = stay["encounter_id"]
-    mine = recent.loc[recent["encounter_id"] == eid] if not stay["opted_out"] else recent[:0]
-    last = mine.iloc[-1] if len(mine) else None
-    risk = None if last is None else float(last["risk"])
-    threshold = _threshold(book, stay["unit"], last)
-    readings = tuple(_reading(vitals, eid, v, at) for v in VITALS)
+    eid = stay.encounter_id
+    mine = [] if stay.opted_out else mine
+    last = mine[-1] if mine else None
+    risk = None if last is None else float(last.risk)
+    threshold = _threshold(book, stay.unit, last)
+    readings = tuple(_reading(vitals.get((eid, v)), v, at) for v in VITALS)
     return Bed(
-        encounter_id=eid, patient_id=stay["patient_id"], unit=stay["unit"],
-        admitted_at=stay["admitted_at"],
-        hours_on_unit=(at - stay["admitted_at"]).total_seconds() / 3600,
-        opted_out=bool(stay["opted_out"]), risk=risk,
-        uncertainty=None if last is None else float(last["uncertainty"]),
-        ood=bool(last is not None and last["ood"]), threshold=threshold,
+        encounter_id=eid, patient_id=stay.patient_id, unit=stay.unit,
+        admitted_at=stay.admitted_at,
+        hours_on_unit=(at - stay.admitted_at).total_seconds() / 3600,
+        opted_out=bool(stay.opted_out), risk=risk,
+        uncertainty=None if last is None else float(last.uncertainty),
+        ood=bool(last is not None and last.ood), threshold=threshold,
         band=band(risk, threshold), trend=trend(risk, _risk_before(mine)),
-        scored_at=None if last is None else last["as_of"],
-        model_version=None if last is None else str(last["version"]),
+        scored_at=None if last is None else last.as_of,
+        model_version=None if last is None else str(last.model_version),
         last_data_at=max((r.at for r in readings if r.at is not None), default=None),
         vitals=readings, sepsis=alerts.get((eid, "sepsis")),
         review=alerts.get((eid, "review")), escalation=alerts.get((eid, "escalation")),
     )  # fmt: skip
 
 
-def _threshold(book: PolicyBook, unit: str | None, last: pd.Series | None) -> float | None:
+def unit_threshold(
+    book: PolicyBook, unit: str | None, score_threshold: float | None
+) -> float | None:
+    """The threshold a stay's band is measured against: the unit's setting, else the model's
+    own (as stored with the score)."""
     configured = book.for_unit(unit).threshold
-    if configured is not None:
-        return configured
-    return None if last is None else float(last["threshold"])
+    return configured if configured is not None else score_threshold
 
 
-def _risk_before(mine: pd.DataFrame) -> float | None:
-    if mine.empty:
+def _threshold(book: PolicyBook, unit: str | None, last: Row | None) -> float | None:
+    return unit_threshold(book, unit, None if last is None else float(last.threshold))
+
+
+def _risk_before(mine: list[Row]) -> float | None:
+    """The risk about TREND_HOURS before the newest score (None if the record is shorter)."""
+    if not mine:
         return None
-    cutoff = mine["as_of"].iloc[-1] - timedelta(hours=TREND_HOURS)
-    earlier = mine.loc[mine["as_of"] <= cutoff]
-    return None if earlier.empty else float(earlier["risk"].iloc[-1])
+    cutoff = mine[-1].as_of - timedelta(hours=TREND_HOURS)
+    earlier = [row for row in mine if row.as_of <= cutoff]
+    return float(earlier[-1].risk) if earlier else None
 
 
-def _reading(vitals: pd.DataFrame, eid: str, variable: str, at: datetime) -> Reading:
+def _reading(row: Row | None, variable: str, at: datetime) -> Reading:
     name = SHORT_NAMES[variable]
-    if (eid, variable) not in vitals.index:
+    if row is None:
         return Reading(variable, name, None, "—", None, None)
-    row = vitals.loc[(eid, variable)]
-    when = pd.Timestamp(row["effective_at"]).to_pydatetime()
-    value = float(row["value"])
-    hours = (at - when).total_seconds() / 3600
-    return Reading(variable, name, value, wording.value_of(variable, value), when, hours)
+    value = float(row.value)
+    hours = (at - row.effective_at).total_seconds() / 3600
+    return Reading(variable, name, value, wording.value_of(variable, value), row.effective_at,
+                   hours)  # fmt: skip
 
 
 # ---------------------------------------------------------------- the terminal view
