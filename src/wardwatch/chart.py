@@ -74,7 +74,7 @@ def open_chart(
     return Chart(
         at=at,
         bed=bed,
-        risk_history=_risk_history(conn, encounter_id, at) if not bed.opted_out else _empty(),
+        risk_history=risk_history(conn, encounter_id, at) if not bed.opted_out else _empty(),
         explanation=None if bed.opted_out else _explanation(conn, encounter_id, model, at),
         alerts=[_history(conn, a, at) for a in current_alerts(conn, encounter_id)],
         assessments=_assessments(conn, encounter_id),
@@ -96,7 +96,7 @@ def _explanation(
     return explain(model, history) if len(history) else None
 
 
-def _risk_history(conn: Connection, encounter_id: str, at: datetime) -> pd.DataFrame:
+def risk_history(conn: Connection, encounter_id: str, at: datetime) -> pd.DataFrame:
     query = (
         select(scores.c.as_of, scores.c.risk, scores.c.uncertainty, scores.c.ood)
         .where(scores.c.encounter_id == encounter_id, scores.c.role == "active")

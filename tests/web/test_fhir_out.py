@@ -126,11 +126,10 @@ def test_shadow_scores_and_opted_out_patients_are_not_served(client, ward):
         ("Observation/12", 404, "not-found", {}),
         ("Flag/424242", 404, "not-found", {}),
         ("Patient/1", 404, "not-supported", {}),
-        ("RiskAssessment", 400, "invalid", {}),
         ("RiskAssessment", 400, "invalid", {"encounter": "x", "date": "2020"}),
         ("RiskAssessment", 400, "invalid", {"encounter": "x", "_count": "0"}),
         ("RiskAssessment", 400, "invalid", {"encounter": "Patient/x/y"}),
-        ("Flag", 400, "invalid", {}),
+        ("Flag", 400, "invalid", {"category": "clinical"}),
     ],
 )
 def test_errors_are_operation_outcomes(client, path, status, code, params):
@@ -204,3 +203,11 @@ def test_the_capability_statement_lists_what_is_served(client):
     statement = fhir_get(client, "metadata")
     served = {r["type"] for r in statement["rest"][0]["resource"]}
     assert served == {"RiskAssessment", "Flag", "Observation"}
+
+
+@pytest.mark.parametrize("path", ["RiskAssessment", "Flag"])
+def test_a_search_without_parameters_pages_through_everything_newest_first(client, path):
+    bundle = fhir_get(client, path)
+    assert bundle["type"] == "searchset" and bundle["total"] > 0
+    ids = [int(entry["resource"]["id"]) for entry in bundle["entry"]]
+    assert ids == sorted(ids, reverse=True)

@@ -92,7 +92,7 @@ R4B_RESOURCE_TYPES: frozenset[str] = frozenset(
     TestScript ValueSet VerificationResult VisionPrescription""".split()  # noqa: SIM905 (a literal: 141 lines)
 )
 
-_BUNDLE_TYPES = frozenset(
+BUNDLE_TYPES = frozenset(
     ("document", "message", "transaction", "transaction-response", "batch", "batch-response",
      "history", "searchset", "collection")
 )  # fmt: skip
@@ -234,9 +234,9 @@ def _decode(data: object) -> Any:
 
 def _read_bundle(bundle: Resource, out: FHIRParseResult, strict: bool) -> None:
     kind = bundle.get("type")
-    if not isinstance(kind, str) or kind not in _BUNDLE_TYPES:
+    if not isinstance(kind, str) or kind not in BUNDLE_TYPES:
         raise FHIRError(
-            f"Bundle.type is {_show(kind)}; expected one of {', '.join(sorted(_BUNDLE_TYPES))}"
+            f"Bundle.type is {_show(kind)}; expected one of {', '.join(sorted(BUNDLE_TYPES))}"
         )
     entries = bundle.get("entry")
     if entries is None:

@@ -39,7 +39,7 @@ from wardwatch.alerts import workflow
 from wardwatch.alerts.records import get_alert, open_alerts
 from wardwatch.alerts.workflow import Actor
 from wardwatch.chart import ChartNotFound, open_chart, stay_history
-from wardwatch.chart import _risk_history as risk_history  # the chart's rule: a re-score wins
+from wardwatch.chart import risk_history as risk_history  # the chart's rule: a re-score wins
 from wardwatch.explain import what_if
 from wardwatch.ingest import fhir
 from wardwatch.ingest.listener import store_unparseable
@@ -229,7 +229,7 @@ _FHIR_DOCUMENT: dict[str, Any] = {
         {"type": "object", "required": ["resourceType", "type"],
          "properties": {
              "resourceType": {"const": "Bundle"},
-             "type": {"enum": sorted(fhir._BUNDLE_TYPES)},
+             "type": {"enum": sorted(fhir.BUNDLE_TYPES)},
              "entry": {"type": ["array", "null"], "description": "Each entry is read on its "
                        "own: a wrong one is quarantined, the rest stored. null: no entries."},
          }},

@@ -27,7 +27,7 @@ def create_app(services: Services) -> FastAPI:
     )
     app.state.services = services
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.include_router(pages.router)
+    app.include_router(pages.router, include_in_schema=False)  # HTML pages, not an API
     app.include_router(api.router, prefix="/api")
     app.include_router(cds_hooks.router)
     app.include_router(fhir_out.router, prefix="/fhir")

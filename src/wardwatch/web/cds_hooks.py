@@ -86,7 +86,14 @@ from wardwatch.ward import RECENT, Bed, beds
 from wardwatch.web import cards
 from wardwatch.web.deps import DEMO_COOKIE, DEMO_USERS, Services
 
-router = APIRouter(tags=["CDS Hooks"])
+_PROBLEM = {"content": {"application/problem+json": {"schema": {"type": "object"}}}}
+router = APIRouter(
+    tags=["CDS Hooks"],
+    responses={
+        400: {"description": "a malformed hook call (problem details)", **_PROBLEM},
+        404: {"description": "no such CDS service here (problem details)", **_PROBLEM},
+    },
+)
 
 SERVICE_ID = "wardwatch-sepsis"
 HOOK = "patient-view"

@@ -44,10 +44,23 @@ from wardwatch.alerts.records import (
 )
 from wardwatch.ingest.psv import MEASURED
 from wardwatch.store.schema import alerts, observations, patients, scores
-from wardwatch.ward import band
+from wardwatch.ward import band, unit_threshold
 from wardwatch.web.deps import Services, connection, services
 
-router = APIRouter(tags=["FHIR"])
+
+class FHIRJSONResponse(JSONResponse):
+    media_type = fhir.FHIR_JSON
+
+
+_OUTCOME = {"content": {fhir.FHIR_JSON: {"schema": {"type": "object"}}}}
+router = APIRouter(
+    tags=["FHIR"],
+    default_response_class=FHIRJSONResponse,
+    responses={
+        400: {"description": "OperationOutcome: a search this server cannot run", **_OUTCOME},
+        404: {"description": "OperationOutcome: no such resource here", **_OUTCOME},
+    },
+)
 
 DEFAULT_COUNT, MAX_COUNT = 50, 500
 IGNORED = frozenset({"_format"})  # JSON is all we speak; a client's _format=json is fine
@@ -172,8 +185,7 @@ def _risk_assessments(
     basis = basis_rows(conn, found)
     out = []
     for score in found:
-        configured = svc.book.for_unit(score["unit"]).threshold
-        threshold = configured if configured is not None else score["threshold"]
+        threshold = unit_threshold(svc.book, score["unit"], score["threshold"])
         out.append(fhir.risk_assessment(score, band(score["risk"], threshold), threshold,
                                         basis[score["id"]]))  # fmt: skip
     return out
@@ -187,8 +199,6 @@ def _risk_search(request: Request) -> tuple[Select, int, int]:
                                                                   "Encounter"))  # fmt: skip
     if "patient" in params:
         query = query.where(scores.c.patient_id == reference_id(params["patient"], "Patient"))
-    if not {"encounter", "patient"} & params.keys():
-        raise SearchError("search RiskAssessment by encounter or patient (or both)")
     count = _number(params, "_count", DEFAULT_COUNT, 1, MAX_COUNT)
     return query, count, _number(params, "_offset", 0, 0, 10**9)
 
@@ -251,9 +261,7 @@ def search_flags(
 ) -> JSONResponse:
     try:
         params = search_params(request, [name for name, _, _ in _FLAG_SEARCH])
-        if not params:
-            raise SearchError("search Flag by patient or encounter (or both)")
-        conditions = []
+        conditions = []  # none: every alert, newest first
         if "patient" in params:
             conditions.append(alerts.c.patient_id == reference_id(params["patient"], "Patient"))
         if "encounter" in params:
