@@ -18,6 +18,8 @@ of it, **low** below.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,10 +32,14 @@ from wardwatch.alerts.policy import PolicyBook
 from wardwatch.alerts.records import AlertRecord, latest_alerts
 from wardwatch.clock import ward_now
 from wardwatch.scoring import MAX_STAY_DAYS, NOT_BEDDED
-from wardwatch.store.schema import encounters, observations, patients, scores
+from wardwatch.store.schema import alert_events, encounters, observations, patients, scores
 from wardwatch.terminology import wording
 
 VITALS = ("HR", "SBP", "MAP", "Temp", "Resp", "O2Sat")
+_DEFAULT_BOOK = PolicyBook()
+_CACHE: OrderedDict[tuple, list[Bed]] = OrderedDict()
+_CACHE_SIZE = 64
+_CACHE_LOCK = threading.Lock()
 SHORT_NAMES = {"HR": "HR", "SBP": "SBP", "MAP": "MAP", "Temp": "Temp", "Resp": "RR",
                "O2Sat": "SpO2"}  # fmt: skip
 TREND_HOURS = 6
@@ -116,9 +122,48 @@ def worklist(
     unit: str | None = None,
     book: PolicyBook | None = None,
 ) -> list[Bed]:
-    """Every stay on the ward at `at` (default: the ward clock), highest risk first."""
+    """Every stay on the ward at `at` (default: the ward clock), highest risk first.
+
+    A whole unit refreshing its screens every few seconds asks the same question many times
+    a minute; the answer is kept until anything it depends on changes (a score, an alert
+    event, an observation, an opt-out) or the minute turns, so ages are at most a minute old.
+    """
     at = at or ward_now(conn)
-    return _beds(conn, _present(conn, at, unit), at, book)
+    book = book or _DEFAULT_BOOK
+    key = (str(conn.engine.url), unit, id(book), at.replace(second=0, microsecond=0),
+           _fingerprint(conn))  # fmt: skip
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return list(_CACHE[key])
+    found = _beds(conn, _present(conn, at, unit), at, book)
+    with _CACHE_LOCK:
+        _CACHE[key] = found
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return list(found)
+
+
+def clear_worklist_cache() -> None:
+    """Forget every kept worklist (for a store changed behind the fingerprint's back: only
+    tests do that, production observations are append-only)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def _fingerprint(conn: Connection) -> tuple:
+    """What the worklist depends on, in one cheap query (max ids ride on primary keys)."""
+    opted_out = patients.c.opted_out_scoring
+    query = select(
+        select(func.max(scores.c.id)).scalar_subquery(),
+        select(func.max(alert_events.c.id)).scalar_subquery(),
+        select(func.max(observations.c.id)).scalar_subquery(),
+        select(func.count()).where(opted_out).scalar_subquery(),
+        select(func.min(patients.c.patient_id)).where(opted_out).scalar_subquery(),
+        select(func.max(patients.c.patient_id)).where(opted_out).scalar_subquery(),
+        select(func.max(encounters.c.created_at)).scalar_subquery(),
+    )
+    return tuple(conn.execute(query).one())
 
 
 def beds(
