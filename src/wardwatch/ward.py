@@ -130,8 +130,7 @@ def worklist(
     """
     at = at or ward_now(conn)
     book = book or _DEFAULT_BOOK
-    key = (str(conn.engine.url), unit, id(book), at.replace(second=0, microsecond=0),
-           _fingerprint(conn))  # fmt: skip
+    key = worklist_key(conn, at=at, unit=unit, book=book)
     with _CACHE_LOCK:
         if key in _CACHE:
             _CACHE.move_to_end(key)
@@ -142,6 +141,15 @@ def worklist(
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
     return list(found)
+
+
+def worklist_key(
+    conn: Connection, *, at: datetime, unit: str | None, book: PolicyBook | None
+) -> tuple:
+    """Equal keys, equal worklists: what a view of the worklist may be kept under."""
+    book = book or _DEFAULT_BOOK
+    minute = at.replace(second=0, microsecond=0)
+    return (str(conn.engine.url), unit, id(book), minute, _fingerprint(conn))
 
 
 def clear_worklist_cache() -> None:

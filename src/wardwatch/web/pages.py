@@ -18,7 +18,9 @@ Routes and the actor each one needs (see `access`):
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from datetime import datetime
 from functools import cache
 from typing import Annotated
@@ -37,7 +39,7 @@ from wardwatch.store.schema import feedback
 from wardwatch.web import patient_page, views
 from wardwatch.web.access import FormError, PageRoute, anyone, local_path, signed_in
 from wardwatch.web.deps import DEMO_COOKIE, DEMO_USERS, Services, connection, now, services
-from wardwatch.web.rendering import render
+from wardwatch.web.rendering import render, templates
 
 router = APIRouter(route_class=PageRoute, default_response_class=HTMLResponse)
 router.include_router(patient_page.router)
@@ -96,13 +98,32 @@ def _unit(unit: str | None) -> str | None:
 
 
 def _worklist_context(conn: Connection, svc: Services, at: datetime, unit: str | None) -> dict:
-    return {
-        "beds": ward.worklist(conn, at=at, unit=unit, book=svc.book),
-        "unit": unit,
-        "now": at,
-        "alert_badges": views.alert_badges,
-        "score_lag": views.score_lag,
-    }
+    beds = ward.worklist(conn, at=at, unit=unit, book=svc.book)
+    context = {"beds": beds, "unit": unit, "now": at, "alert_badges": views.alert_badges,
+               "score_lag": views.score_lag}  # fmt: skip
+    context["rows_html"] = _rows_html(ward.worklist_key(conn, at=at, unit=unit, book=svc.book),
+                                      context)  # fmt: skip
+    return context
+
+
+_ROWS: OrderedDict[tuple, Markup] = OrderedDict()
+_ROWS_KEPT = 32
+_ROWS_LOCK = threading.Lock()
+
+
+def _rows_html(key: tuple, context: dict) -> Markup:
+    """The rows as HTML, rendered once per worklist state: every screen of a unit polls them
+    every 5 s, and rendering dominates the cost of an unchanged answer."""
+    with _ROWS_LOCK:
+        if key in _ROWS:
+            _ROWS.move_to_end(key)
+            return _ROWS[key]
+    html = Markup(templates.get_template("_rows.html").render(context))
+    with _ROWS_LOCK:
+        _ROWS[key] = html
+        while len(_ROWS) > _ROWS_KEPT:
+            _ROWS.popitem(last=False)
+    return html
 
 
 @router.get("/ward")
@@ -133,7 +154,7 @@ def worklist_rows(
     """The worklist's rows alone: what htmx swaps into the table every 5 s."""
     started = time.perf_counter()
     context = _worklist_context(conn, svc, at, _unit(unit))
-    return _timed(render(request, "_rows.html", actor, context), started)
+    return _timed(HTMLResponse(context["rows_html"]), started)
 
 
 def _timed(response: HTMLResponse, started: float) -> HTMLResponse:
