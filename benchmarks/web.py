@@ -220,6 +220,8 @@ def benchmark(home: Path, clients: int, seconds: float) -> None:
             print("worklist: neither /ward nor /api/patients answers 200 yet; skipped")
         else:
             targets.append((f"worklist {found[0]}", found[1]))
+            rows = "/ward/rows"  # what every open worklist screen polls every 5 s
+            targets.append((f"worklist {rows}", lambda client, _i: client.get(rows)))
         for name, call in targets:
             drive(url, call, 2, 2.0)  # warm: caches, connections, the first templates
             print(drive(url, call, 1, seconds).line(f"{name}, 1 client"))
