@@ -130,6 +130,9 @@ def load_wide(
         stays = stays.loc[stays["admitted_at"] <= pd.Timestamp(until)]
     chosen = patient_ids is not None or encounter_ids is not None
     values = _measurements(conn, stays, until, chosen)
+    # Unfiltered, the query also returns observations of visits with no admission time
+    # (an outpatient FHIR history): they have no hour of a stay, so they are not rows.
+    values = values.loc[values["encounter_id"].isin(stays["encounter_id"])]
     admitted = values["encounter_id"].map(stays.set_index("encounter_id")["admitted_at"])
     values["hour"] = _hour_of(values["effective_at"], admitted)
     hourly = values.pivot_table(index=["encounter_id", "hour"], columns="variable",
