@@ -37,6 +37,21 @@ quarantine_app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.add_typer(quarantine_app, name="quarantine")
+
+
+def _register_security(root: typer.Typer) -> None:
+    """Users, consent, export and audit commands live beside the security code they drive."""
+    from wardwatch.security.audit_cli import audit_app
+    from wardwatch.security.export_cli import consent_app, export_command
+    from wardwatch.security.users_cli import users_app
+
+    root.add_typer(users_app, name="users")
+    root.add_typer(consent_app, name="consent")
+    root.add_typer(audit_app, name="audit")
+    root.command("export")(export_command)
+
+
+_register_security(app)
 console = Console()
 errors = Console(stderr=True)
 

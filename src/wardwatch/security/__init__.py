@@ -1,1 +1,2 @@
-"""security"""
+"""Security, privacy and audit: users, roles, MFA, sessions, the audit chain, consent and
+de-identification."""

@@ -55,5 +55,16 @@ def engine_from_settings(settings: Settings) -> Engine:
 
 
 def init_db(engine: Engine) -> None:
-    """Create missing tables; existing data is never touched."""
+    """Create missing tables; existing data is never touched.
+
+    The security tables live beside the code that owns them; importing those modules puts
+    them on the shared metadata (imported here, lazily: they import the store themselves).
+    """
+    from wardwatch.security import tables
+    from wardwatch.security.audit import install_guards
+
     metadata.create_all(engine)
+    # The audit trail is append-only in the database too: triggers refuse UPDATE and DELETE
+    # (reinstalled here if someone dropped them; the chain detects what happened meanwhile).
+    install_guards(engine)
+    del tables  # imported for its side effect: the security tables on the shared metadata

@@ -1,0 +1,162 @@
+"""Break the glass: opening one patient's record without the usual permission.
+
+Emergencies do not respect role tables: the administrator restoring service during a
+resuscitation, the integration engineer chasing one patient's missing lactate, a clinician
+covering another unit. Refusing them harms patients; allowing them silently harms privacy.
+So access is possible, but only with a written reason, only for one encounter, only for an
+hour, and every grant waits in a review queue (`pending_reviews`) until an auditor has read
+it. A reviewer may not review their own grant.
+
+A grant gives `patient.read` on that encounter and nothing else: it lets a person see, not
+act (evaluating an alert still needs the role that may).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    insert,
+    select,
+    update,
+)
+
+from wardwatch.alerts.records import utc_time
+from wardwatch.alerts.workflow import Actor, NotPermitted
+from wardwatch.security import roles
+from wardwatch.security.users import User
+from wardwatch.store.schema import UtcDateTime, metadata
+
+MIN_REASON = 10
+DEFAULT_DURATION = timedelta(hours=1)
+
+grants = Table(
+    "break_glass_grants",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", String(64), ForeignKey("users.user_id"), nullable=False),
+    Column("role", String(32), nullable=False),  # the role they held when they broke the glass
+    Column("encounter_id", String(64), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("granted_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("reviewed", Boolean, nullable=False, default=False),
+    Column("reviewed_by", String(64)),
+    Column("reviewed_at", UtcDateTime),
+    Column("review_note", Text),
+    Index("ix_break_glass_user_encounter", "user_id", "encounter_id"),
+    Index("ix_break_glass_reviewed", "reviewed"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BreakGlassGrant:
+    grant_id: int
+    user_id: str
+    role: str
+    encounter_id: str
+    reason: str
+    granted_at: datetime
+    expires_at: datetime
+    reviewed: bool
+    reviewed_by: str | None
+    reviewed_at: datetime | None
+    review_note: str | None
+
+    def active_at(self, at: datetime) -> bool:
+        return self.granted_at <= at < self.expires_at
+
+
+def _grant(row: Any) -> BreakGlassGrant:
+    return BreakGlassGrant(row.id, row.user_id, row.role, row.encounter_id, row.reason,
+                           row.granted_at, row.expires_at, row.reviewed, row.reviewed_by,
+                           row.reviewed_at, row.review_note)  # fmt: skip
+
+
+def break_glass(
+    conn: Connection,
+    user: Actor | User,
+    encounter_id: str,
+    reason: str,
+    at: datetime,
+    *,
+    duration: timedelta = DEFAULT_DURATION,
+) -> BreakGlassGrant:
+    """Grant `user` an hour's read access to one encounter, for a reason, flagged for review.
+
+    Raises NotPermitted if the role may not break the glass, ValueError for a reason shorter
+    than `MIN_REASON` characters (a reason is what the reviewer judges).
+    """
+    roles.require_permission(Actor(user.user_id, user.role), "break_glass")
+    reason = " ".join(reason.split())
+    if len(reason) < MIN_REASON:
+        raise ValueError(f"say why (at least {MIN_REASON} characters): it will be reviewed")
+    at = utc_time(at)
+    result = conn.execute(
+        insert(grants).values(
+            user_id=user.user_id, role=user.role, encounter_id=encounter_id, reason=reason,
+            granted_at=at, expires_at=at + duration, reviewed=False,
+        )
+    )  # fmt: skip
+    grant_id = result.inserted_primary_key[0]  # type: ignore[index]
+    # audit: break the glass (user.user_id, user.role, encounter_id, reason, at, expires)
+    return _grant(conn.execute(select(grants).where(grants.c.id == grant_id)).one())
+
+
+def active_grant(
+    conn: Connection, user_id: str, encounter_id: str, at: datetime
+) -> BreakGlassGrant | None:
+    """The user's grant for that encounter that is live at `at` (the newest), or None."""
+    at = utc_time(at)
+    row = conn.execute(
+        select(grants)
+        .where(grants.c.user_id == user_id, grants.c.encounter_id == encounter_id,
+               grants.c.granted_at <= at, grants.c.expires_at > at)
+        .order_by(grants.c.expires_at.desc()).limit(1)
+    ).first()  # fmt: skip
+    return None if row is None else _grant(row)
+
+
+def may_read_patient(conn: Connection, actor: Actor, encounter_id: str, at: datetime) -> bool:
+    """`patient.read` by role, or by a live break-the-glass grant for this encounter."""
+    if roles.has_permission(actor.role, "patient.read"):
+        return True
+    return active_grant(conn, actor.user_id, encounter_id, at) is not None
+
+
+def pending_break_glass_reviews(conn: Connection) -> list[BreakGlassGrant]:
+    """Every grant no auditor has reviewed yet, oldest first."""
+    query = select(grants).where(grants.c.reviewed.is_(False)).order_by(grants.c.granted_at)
+    return [_grant(row) for row in conn.execute(query)]
+
+
+def review(
+    conn: Connection, grant_id: int, reviewer: Actor, note: str, at: datetime
+) -> BreakGlassGrant:
+    """Mark a grant reviewed, with the reviewer's note (required; not one's own grant)."""
+    roles.require_permission(reviewer, "break_glass.review")
+    row = conn.execute(select(grants).where(grants.c.id == grant_id)).first()
+    if row is None:
+        raise LookupError(f"no break-the-glass grant {grant_id}")
+    if row.user_id == reviewer.user_id:
+        raise NotPermitted("nobody reviews their own break-the-glass access")
+    if not note.strip():
+        raise ValueError("write what the review found (appropriate, or what follows)")
+    conn.execute(
+        update(grants).where(grants.c.id == grant_id)
+        .values(reviewed=True, reviewed_by=reviewer.user_id, reviewed_at=utc_time(at),
+                review_note=note.strip())
+    )  # fmt: skip
+    # audit: break-the-glass reviewed (grant_id, reviewer.user_id, note, at)
+    return _grant(conn.execute(select(grants).where(grants.c.id == grant_id)).one())

@@ -1,0 +1,86 @@
+"""Demo accounts: a nurse, a provider, an auditor and an administrator, for `wardwatch demo`.
+
+Their passwords and TOTP secrets are random on every run and printed for the person running
+the demo, clearly marked DEMO ONLY. Random, not fixed, because a fixed demo password is
+exactly what an attacker tries first on a demo that was left running on a real network.
+Running the demo again resets the same four accounts (new password, new TOTP secret,
+enabled, lockout cleared) rather than failing on "user exists".
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from argon2 import PasswordHasher
+from sqlalchemy import Connection, Engine
+
+from wardwatch.security import mfa, passwords, users
+
+DEMO_BY = "demo"
+DEMO_ACCOUNTS: tuple[tuple[str, str, str], ...] = (
+    ("nurse.nightingale", "nurse", "Florence Nightingale (demo nurse)"),
+    ("dr.snow", "provider", "Dr John Snow (demo provider)"),
+    ("auditor.ada", "auditor", "Ada Lovelace (demo auditor)"),
+    ("admin.root", "admin", "Demo administrator"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DemoCredential:
+    user_id: str
+    role: str
+    display_name: str
+    password: str
+    totp_secret: str
+    totp_uri: str
+    recovery_codes: tuple[str, ...]
+
+
+def demo_password(user_id: str) -> str:
+    """A random password that passes the policy (the loop almost never turns twice)."""
+    while True:
+        candidate = secrets.token_urlsafe(12)
+        if not passwords.policy_problems(candidate, user_id):
+            return candidate
+
+
+def create_demo_users(
+    engine: Engine, *, at: datetime | None = None, hasher: PasswordHasher | None = None
+) -> list[DemoCredential]:
+    """Create (or reset) the demo accounts; return their credentials to print once."""
+    at = at or datetime.now(UTC)
+    with engine.begin() as conn:
+        return [_account(conn, *account, at=at, hasher=hasher) for account in DEMO_ACCOUNTS]
+
+
+def _account(conn: Connection, user_id: str, role: str, name: str, *, at: datetime,
+             hasher: PasswordHasher | None) -> DemoCredential:  # fmt: skip
+    password = demo_password(user_id)
+    if users.get_user(conn, user_id) is None:
+        users.add_user(conn, user_id, role, password, at=at, by=DEMO_BY, display_name=name,
+                       hasher=hasher)  # fmt: skip
+    else:
+        users.set_password(conn, user_id, password, at=at, by=DEMO_BY, hasher=hasher)
+        users.change_role(conn, user_id, role, at=at, by=DEMO_BY)
+        users.enable_user(conn, user_id, at=at, by=DEMO_BY)
+    enrolment = mfa.enrol(conn, user_id, at=at)
+    return DemoCredential(user_id, role, name, password, enrolment.secret, enrolment.uri,
+                          enrolment.recovery_codes)  # fmt: skip
+
+
+def format_demo_credentials(credentials: list[DemoCredential]) -> str:
+    """The credentials as text for the terminal, unmistakably marked as demo-only."""
+    rule = "=" * 78
+    lines = [rule, "DEMO ONLY — these accounts exist for this demonstration. Never use them",
+             "with real patient data, and never leave this server reachable from a network.",
+             rule]  # fmt: skip
+    for cred in credentials:
+        lines += [
+            f"{cred.role:<9} {cred.user_id:<18} password: {cred.password}",
+            f"{'':<28} TOTP secret: {cred.totp_secret}  (add it to an authenticator app)",
+            f"{'':<28} one recovery code: {cred.recovery_codes[0]}",
+        ]
+    lines.append(rule)
+    return "\n".join(lines)
