@@ -64,6 +64,7 @@ from wardwatch.alerts.records import due_resumptions as due_resumptions
 from wardwatch.alerts.records import latest_alert as latest_alert
 from wardwatch.alerts.records import latest_alerts as latest_alerts
 from wardwatch.alerts.records import open_alerts as open_alerts
+from wardwatch.security import audit
 from wardwatch.store.schema import alert_events, alerts, checklist_items, nursing_assessments
 
 # (state, action) -> the state it leads to. Anything missing is an IllegalTransition.
@@ -174,15 +175,31 @@ def _reasons(reasons: Sequence[str]) -> str:
 # ---------------------------------------------------------------- writes
 
 
-def _record(conn: Connection, actor: Actor, at: datetime, **event: Any) -> None:
-    """One `alert_events` row: who (`actor`), when (`at`), and what (`event`'s columns)."""
+# Workflow actions as the audit trail names them.
+_AUDITED = {"open": "alert.open", "confirm": "alert.confirm", "dismiss": "alert.dismiss",
+            "pause": "alert.pause", "resume": "alert.resume", "escalate": "alert.escalate",
+            "assess": "assessment.create", "complete_item": "checklist.complete"}  # fmt: skip
+
+
+def _record(
+    conn: Connection, actor: Actor, at: datetime, *, patient_id: str | None = None, **event: Any
+) -> None:
+    """One `alert_events` row: who (`actor`), when (`at`), and what (`event`'s columns); and
+    the same decision in the tamper-evident audit trail, in the same transaction (rule 5)."""
     conn.execute(insert(alert_events).values(at=at, actor=actor.user_id, role=actor.role, **event))
+    detail = {k: event[k] for k in ("from_state", "to_state", "reason_code") if event.get(k)}
+    audit.record(conn, audit.AuditEvent(
+        action=_AUDITED.get(event["action"], f"alert.{event['action']}"), actor=actor.user_id,
+        role=actor.role, patient_id=patient_id, encounter_id=event["encounter_id"],
+        object=f"alert/{event['alert_id']}", detail=detail or None, at=at,
+    ))  # fmt: skip
 
 
 def _about(alert: AlertRecord, action: str, to_state: State | None = None) -> dict[str, Any]:
     """The event columns naming the alert and its move (no move when `to_state` is None)."""
     to_state = alert.state if to_state is None else to_state
     ids = {"alert_id": alert.alert_id, "encounter_id": alert.encounter_id, "action": action}
+    ids["patient_id"] = alert.patient_id  # for the audit trail; not an alert_events column
     return ids | {"from_state": alert.state.value, "to_state": to_state.value}
 
 
