@@ -12,11 +12,8 @@ request that audits one read would. Verify is then timed on a chain of `--verify
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
-import tempfile
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,24 +22,9 @@ from sqlalchemy import Engine, func, select
 from wardwatch.security.audit import AuditEvent, audit_events, record, record_many
 from wardwatch.security.audit_verify import verify
 from wardwatch.store import init_db, open_engine
-from wardwatch.store.scratch import NoPostgres, scratch_postgres
+from wardwatch.store.scratch import scratch_databases
 
 ACTIONS = ("patient.read", "score.create", "alert.open", "alert.dismiss", "what_if")
-
-
-@contextlib.contextmanager
-def databases(with_postgres: bool) -> Iterator[list[tuple[str, str]]]:
-    with tempfile.TemporaryDirectory() as tmp:
-        found = [("sqlite", f"sqlite:///{tmp}/audit-bench.db")]
-        if not with_postgres:
-            yield found
-            return
-        try:
-            with scratch_postgres(durable=True) as url:
-                yield [*found, ("postgresql", url)]
-        except NoPostgres as error:
-            print(f"(PostgreSQL skipped: {error})")
-            yield found
 
 
 def fresh(url: str) -> Engine:
@@ -146,7 +128,7 @@ def main() -> None:
     parser.add_argument("--verify", type=int, default=1_000_000, help="chain length to verify")
     parser.add_argument("--no-postgres", action="store_true")
     args = parser.parse_args()
-    with databases(not args.no_postgres) as found:
+    with scratch_databases(not args.no_postgres, "audit-bench") as found:
         for name, url in found:
             bench(name, url, args)
 

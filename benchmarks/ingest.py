@@ -10,12 +10,10 @@ is installed, on a fresh private PostgreSQL server. Prints figures; asserts noth
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,24 +25,9 @@ from wardwatch.ingest.listener import hl7_handler
 from wardwatch.ingest.pipeline import Pipeline
 from wardwatch.settings import Settings
 from wardwatch.store import init_db, open_engine
-from wardwatch.store.scratch import NoPostgres, scratch_postgres
+from wardwatch.store.scratch import scratch_databases
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-@contextlib.contextmanager
-def databases(with_postgres: bool) -> Iterator[list[tuple[str, str]]]:
-    with tempfile.TemporaryDirectory() as tmp:
-        found = [("sqlite", f"sqlite:///{tmp}/bench.db")]
-        if not with_postgres:
-            yield found
-            return
-        try:
-            with scratch_postgres(durable=True) as url:
-                yield [*found, ("postgresql", url)]
-        except NoPostgres as error:
-            print(f"(PostgreSQL skipped: {error})")
-            yield found
 
 
 def fresh_pipeline(url: str, home: Path) -> Pipeline:
@@ -174,7 +157,8 @@ def main() -> None:
     parser.add_argument("--hl7-messages", type=int, default=5000)
     parser.add_argument("--no-postgres", action="store_true")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, databases(not args.no_postgres) as dbs:
+    databases = scratch_databases(not args.no_postgres, "bench")
+    with tempfile.TemporaryDirectory() as tmp, databases as dbs:
         for name, url in dbs:
             bench(name, url, args, Path(tmp))
 

@@ -61,3 +61,23 @@ def scratch_postgres(*, durable: bool = False) -> Iterator[str]:
     finally:
         _run([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], check=False)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def scratch_databases(
+    with_postgres: bool, name: str = "scratch"
+) -> Iterator[list[tuple[str, str]]]:
+    """(kind, url) of a throwaway SQLite file and, when asked and possible, a throwaway
+    durable PostgreSQL server: what the benchmarks compare. A missing PostgreSQL is said
+    and skipped, not an error (a laptop may not have it)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        found = [("sqlite", f"sqlite:///{tmp}/{name}.db")]
+        if not with_postgres:
+            yield found
+            return
+        try:
+            with scratch_postgres(durable=True) as url:
+                yield [*found, ("postgresql", url)]
+        except NoPostgres as error:
+            print(f"(PostgreSQL skipped: {error})")
+            yield found
