@@ -40,12 +40,12 @@ class FormError(ValueError):
     """A submitted form that cannot be acted on (unknown reason, missing note, not a number)."""
 
 
-def anyone() -> None:
+async def anyone() -> None:
     """The route needs no actor: the sign-in page itself, and signing out."""
     return None
 
 
-def signed_in(actor: Annotated[Actor, Depends(deps.current_actor)]) -> Actor:
+async def signed_in(actor: Annotated[Actor, Depends(deps.current_actor)]) -> Actor:
     """Any signed-in clinician (401, turned into the sign-in page by `PageRoute`, if none)."""
     return actor
 
@@ -62,7 +62,7 @@ class Permission:
             raise ValueError(f"unknown workflow action {action!r}")
         self.action = action
 
-    def __call__(self, actor: Annotated[Actor, Depends(signed_in)]) -> Actor:
+    async def __call__(self, actor: Annotated[Actor, Depends(signed_in)]) -> Actor:
         workflow.require(actor, self.action)
         return actor
 
@@ -81,7 +81,7 @@ may_complete_item = Permission("complete_item")
 def optional_actor(request: Request) -> Actor | None:
     """The signed-in clinician if there is one (for pages that explain a refusal)."""
     try:
-        return deps.current_actor(request)
+        return deps.actor_of(request)
     except HTTPException:
         return None
 

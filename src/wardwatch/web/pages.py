@@ -101,13 +101,14 @@ def _worklist_context(conn: Connection, svc: Services, at: datetime, unit: str |
     beds = ward.worklist(conn, at=at, unit=unit, book=svc.book)
     context = {"beds": beds, "unit": unit, "now": at, "alert_badges": views.alert_badges,
                "score_lag": views.score_lag}  # fmt: skip
-    context["rows_html"] = _rows_html(ward.worklist_key(conn, at=at, unit=unit, book=svc.book),
-                                      context)  # fmt: skip
+    context["key"] = ward.worklist_key(conn, at=at, unit=unit, book=svc.book)
+    context["rows_html"] = _rows_html(context["key"], context)
     return context
 
 
 _ROWS: OrderedDict[tuple, Markup] = OrderedDict()
 _ROWS_KEPT = 32
+_PAGES: OrderedDict[tuple, bytes] = OrderedDict()  # whole worklist pages, per clinician
 _ROWS_LOCK = threading.Lock()
 
 
@@ -138,8 +139,18 @@ def worklist(
     """The unit worklist, highest risk first (the rows refresh themselves every 5 s)."""
     started = time.perf_counter()
     context = _worklist_context(conn, svc, at, _unit(unit))
-    context["units"] = ward.units(conn, at)
-    return _timed(render(request, "worklist.html", actor, context), started)
+    page_key = (context["key"], actor.user_id, actor.role)
+    with _ROWS_LOCK:
+        kept = _PAGES.get(page_key)
+    if kept is None:
+        everyone = ward.worklist(conn, at=at, book=svc.book)  # kept: no query when unchanged
+        context["units"] = sorted({bed.unit for bed in everyone if bed.unit})
+        kept = bytes(render(request, "worklist.html", actor, context).body)
+        with _ROWS_LOCK:
+            _PAGES[page_key] = kept
+            while len(_PAGES) > _ROWS_KEPT:
+                _PAGES.popitem(last=False)
+    return _timed(HTMLResponse(kept), started)
 
 
 @router.get("/ward/rows")
