@@ -54,6 +54,7 @@ def _register_security(root: typer.Typer) -> None:
 _register_security(app)
 console = Console()
 errors = Console(stderr=True)
+SHOWN_CHANGES = 10  # alerts listed after a ward round; the rest are counted
 
 
 def fail(message: str, hint: str = "") -> typer.Exit:
@@ -235,8 +236,12 @@ def _print_round(done: Round) -> None:
     console.print(f"ward round at {done.at:%Y-%m-%d %H:%M} UTC: {len(done.scored)} stays scored")
     for reason, count in Counter(done.scored.skipped.values()).most_common():
         console.print(f"  not scored ({count}): {reason}")
-    for change in done.changes:
+    for action, count in Counter(c.action.value for c in done.changes).most_common():
+        console.print(f"  {action}: {count}")
+    for change in done.changes[:SHOWN_CHANGES]:
         console.print(f"  {change.action.value} {change.encounter_id}: {change.reasons[0]}")
+    if len(done.changes) > SHOWN_CHANGES:
+        console.print(f"  … and {len(done.changes) - SHOWN_CHANGES} more: `wardwatch alerts`")
 
 
 @app.command()
