@@ -24,11 +24,6 @@ def ward_now(conn: Connection) -> datetime:
     return simulated if simulated is not None else datetime.now(UTC)
 
 
-def is_simulated(conn: Connection) -> bool:
-    query = select(ward_clock.c.speed).where(ward_clock.c.name == _NAME)
-    return conn.execute(query).scalar() is not None
-
-
 def set_ward_clock(conn: Connection, now: datetime, speed: float) -> None:
     """Move the simulated clock (replay only)."""
     conn.execute(delete(ward_clock).where(ward_clock.c.name == _NAME))

@@ -18,8 +18,6 @@ of it, **low** below.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,15 +29,14 @@ from sqlalchemy import Connection, Engine, Row, Select, func, select
 from wardwatch.alerts.policy import PolicyBook
 from wardwatch.alerts.records import AlertRecord, latest_alerts
 from wardwatch.clock import ward_now
+from wardwatch.lru import LRU
 from wardwatch.scoring import MAX_STAY_DAYS, NOT_BEDDED
 from wardwatch.store.schema import alert_events, encounters, observations, patients, scores
 from wardwatch.terminology import wording
 
 VITALS = ("HR", "SBP", "MAP", "Temp", "Resp", "O2Sat")
 _DEFAULT_BOOK = PolicyBook()
-_CACHE: OrderedDict[tuple, list[Bed]] = OrderedDict()
-_CACHE_SIZE = 64
-_CACHE_LOCK = threading.Lock()
+_KEPT: LRU[tuple, list[Bed]] = LRU(64)
 SHORT_NAMES = {"HR": "HR", "SBP": "SBP", "MAP": "MAP", "Temp": "Temp", "Resp": "RR",
                "O2Sat": "SpO2"}  # fmt: skip
 TREND_HOURS = 6
@@ -131,15 +128,10 @@ def worklist(
     at = at or ward_now(conn)
     book = book or _DEFAULT_BOOK
     key = worklist_key(conn, at=at, unit=unit, book=book)
-    with _CACHE_LOCK:
-        if key in _CACHE:
-            _CACHE.move_to_end(key)
-            return list(_CACHE[key])
-    found = _beds(conn, _present(conn, at, unit), at, book)
-    with _CACHE_LOCK:
-        _CACHE[key] = found
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
+    found = _KEPT.get(key)
+    if found is None:
+        found = _beds(conn, _present(conn, at, unit), at, book)
+        _KEPT.put(key, found)
     return list(found)
 
 
@@ -155,8 +147,7 @@ def worklist_key(
 def clear_worklist_cache() -> None:
     """Forget every kept worklist (for a store changed behind the fingerprint's back: only
     tests do that, production observations are append-only)."""
-    with _CACHE_LOCK:
-        _CACHE.clear()
+    _KEPT.clear()
 
 
 def _fingerprint(conn: Connection) -> tuple:
@@ -198,12 +189,6 @@ def _beds(conn: Connection, stays: list[Row], at: datetime, book: PolicyBook | N
     found = [_bed(stay, recent.get(stay.encounter_id, []), vitals, alerts, at, book)
              for stay in stays]  # fmt: skip
     return sorted(found, key=lambda b: (b.risk is None, -(b.risk or 0.0), b.encounter_id))
-
-
-def units(conn: Connection, at: datetime | None = None) -> list[str]:
-    """The units with a patient on them at `at`."""
-    stays = _present(conn, at or ward_now(conn), None)
-    return sorted({str(stay.unit) for stay in stays if stay.unit is not None})
 
 
 def _stay_query() -> Select:

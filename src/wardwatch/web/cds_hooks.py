@@ -50,12 +50,10 @@ token; the security work verifies it and will only trust a user named by a verif
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
-from collections.abc import Hashable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from http import HTTPStatus
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -71,6 +69,7 @@ from wardwatch.explain import Explanation, explain
 from wardwatch.fhir_resources import DISMISS_REASON_SYSTEM
 from wardwatch.ingest.fhir import FHIRError, parse_json
 from wardwatch.ingest.pipeline import store_parsed
+from wardwatch.lru import LRU
 from wardwatch.scoring import MAX_STAY_DAYS, NOT_BEDDED, score_stays
 from wardwatch.store.schema import (
     UtcDateTime,
@@ -297,35 +296,7 @@ def rescore(svc: Services, stay: Stay) -> None:
 
 # ---------------------------------------------------------------- facts, cached
 
-_K = TypeVar("_K", bound=Hashable)
-_V = TypeVar("_V")
 _MISSING: Any = object()
-
-
-class LRU(Generic[_K, _V]):
-    """A small thread-safe least-recently-used map (uvicorn serves from a thread pool)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._items: OrderedDict[_K, _V] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: _K, default: Any = None) -> Any:
-        with self._lock:
-            if key not in self._items:
-                return default
-            self._items.move_to_end(key)
-            return self._items[key]
-
-    def put(self, key: _K, value: _V) -> None:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._items)
 
 
 @dataclass

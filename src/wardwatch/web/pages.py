@@ -18,9 +18,7 @@ Routes and the actor each one needs (see `access`):
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import OrderedDict
 from datetime import datetime
 from functools import cache
 from typing import Annotated
@@ -34,6 +32,7 @@ from sqlalchemy import Connection, insert
 
 from wardwatch import ward
 from wardwatch.alerts.workflow import Actor
+from wardwatch.lru import LRU
 from wardwatch.model.artifact import SHIPPED, load_card, model_version, verified_files
 from wardwatch.store.schema import feedback
 from wardwatch.web import patient_page, views
@@ -106,24 +105,17 @@ def _worklist_context(conn: Connection, svc: Services, at: datetime, unit: str |
     return context
 
 
-_ROWS: OrderedDict[tuple, Markup] = OrderedDict()
-_ROWS_KEPT = 32
-_PAGES: OrderedDict[tuple, bytes] = OrderedDict()  # whole worklist pages, per clinician
-_ROWS_LOCK = threading.Lock()
+_ROWS: LRU[tuple, Markup] = LRU(32)
+_PAGES: LRU[tuple, bytes] = LRU(32)  # whole worklist pages, per clinician
 
 
 def _rows_html(key: tuple, context: dict) -> Markup:
     """The rows as HTML, rendered once per worklist state: every screen of a unit polls them
     every 5 s, and rendering dominates the cost of an unchanged answer."""
-    with _ROWS_LOCK:
-        if key in _ROWS:
-            _ROWS.move_to_end(key)
-            return _ROWS[key]
-    html = Markup(templates.get_template("_rows.html").render(context))
-    with _ROWS_LOCK:
-        _ROWS[key] = html
-        while len(_ROWS) > _ROWS_KEPT:
-            _ROWS.popitem(last=False)
+    html = _ROWS.get(key)
+    if html is None:
+        html = Markup(templates.get_template("_rows.html").render(context))
+        _ROWS.put(key, html)
     return html
 
 
@@ -140,16 +132,12 @@ def worklist(
     started = time.perf_counter()
     context = _worklist_context(conn, svc, at, _unit(unit))
     page_key = (context["key"], actor.user_id, actor.role)
-    with _ROWS_LOCK:
-        kept = _PAGES.get(page_key)
+    kept = _PAGES.get(page_key)
     if kept is None:
         everyone = ward.worklist(conn, at=at, book=svc.book)  # kept: no query when unchanged
         context["units"] = sorted({bed.unit for bed in everyone if bed.unit})
         kept = bytes(render(request, "worklist.html", actor, context).body)
-        with _ROWS_LOCK:
-            _PAGES[page_key] = kept
-            while len(_PAGES) > _ROWS_KEPT:
-                _PAGES.popitem(last=False)
+        _PAGES.put(page_key, kept)
     return _timed(HTMLResponse(kept), started)
 
 
