@@ -52,6 +52,14 @@ def _register_security(root: typer.Typer) -> None:
 
 
 _register_security(app)
+
+
+def _register_governance(root: typer.Typer) -> None:
+    """Monitoring, fairness and site-adaptation commands live beside the code they drive."""
+    del root  # each governance module adds its registration line here
+
+
+_register_governance(app)
 console = Console()
 errors = Console(stderr=True)
 SHOWN_CHANGES = 10  # alerts listed after a ward round; the rest are counted
