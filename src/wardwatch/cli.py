@@ -56,7 +56,13 @@ _register_security(app)
 
 def _register_governance(root: typer.Typer) -> None:
     """Monitoring, fairness and site-adaptation commands live beside the code they drive."""
-    del root  # each governance module adds its registration line here
+    from wardwatch.monitor.cli import register as register_monitor
+    from wardwatch.monitor.fairness_cli import register as register_fairness
+    from wardwatch.site.calibrate_cli import register as register_calibrate_site
+
+    register_fairness(root)
+    register_calibrate_site(root)
+    register_monitor(root)
 
 
 _register_governance(app)
@@ -472,21 +478,43 @@ def predict_psv_command(
     in_dir: Annotated[Path, typer.Argument(help="directory (or .tar.gz) of .psv patient files")],
     out_dir: Annotated[Path, typer.Argument(help="where one prediction file per patient goes")],
     model: Annotated[Path | None, typer.Option(help="model directory (default: shipped)")] = None,
+    site_config: Annotated[
+        Path | None,
+        typer.Option(
+            help="a site configuration from `wardwatch calibrate-site`: its per-unit "
+            "thresholds (and prior shift) decide PredictedLabel"
+        ),
+    ] = None,
 ) -> None:
     """Write PhysioNet 2019 challenge predictions: `PredictedProbability|PredictedLabel`
     per hour, each hour computed from that hour and earlier ones only, so anyone can score
-    wardwatch with the official evaluation code on data it never saw."""
+    wardwatch with the official evaluation code on data it never saw. With `--site-config`,
+    each stay's unit threshold of that configuration decides the label (and a prior shift in
+    it adjusts the probability); it must have been set for the same model."""
+    from rich.markup import escape
+
     from wardwatch.ingest.psv import count_patient_files
-    from wardwatch.model.artifact import load_model
+    from wardwatch.model.artifact import load_model, load_shipped_model
     from wardwatch.model.predict import predict_psv
+    from wardwatch.site.config import SiteConfig, SiteConfigError
 
     chosen = load_model(model) if model else None
+    site = None
+    if site_config is not None:
+        try:
+            site = SiteConfig.load(site_config)
+            chosen = chosen or load_shipped_model()
+            site.check_model(chosen.version)
+        except SiteConfigError as error:
+            raise fail(escape(str(error)), "give a file written by `wardwatch calibrate-site` "
+                       "for this model") from None  # fmt: skip
     columns = (TextColumn("[bold]predict"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as bar:
         task = bar.add_task("predict", total=count_patient_files(in_dir))
         written = predict_psv(
-            in_dir, out_dir, chosen, progress=lambda done, _t: bar.update(task, completed=done)
-        )
+            in_dir, out_dir, chosen, progress=lambda done, _t: bar.update(task, completed=done),
+            site=site,
+        )  # fmt: skip
     console.print(f"wrote {written:,} prediction files to {out_dir}")
 
 

@@ -7,6 +7,10 @@ hour (6 decimals) and 1 if it reaches the model's threshold, else 0. The challen
 `wardwatch.features`, tested against truly incremental scoring), so scoring each whole file in
 one pass gives the same numbers, thousands of times faster. Values the quality gate would
 quarantine as implausible are blanked first, as the live store would never hold them.
+
+With a site configuration (`wardwatch.site.config`, from `wardwatch calibrate-site`), each
+stay's label uses its care unit's threshold of that site, and the probability is the site's
+prior-shifted one when the configuration has a prior shift.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -22,6 +27,9 @@ from wardwatch.features import build_features
 from wardwatch.ingest.psv import count_patient_files, iter_cohort
 from wardwatch.model.artifact import load_shipped_model
 from wardwatch.model.risk import RiskModel
+
+if TYPE_CHECKING:
+    from wardwatch.site.config import SiteConfig
 
 HEADER = "PredictedProbability|PredictedLabel"
 Progress = Callable[[int, int], None]  # (patients done, patients in total)
@@ -33,9 +41,16 @@ def format_predictions(risk: np.ndarray, alert: np.ndarray) -> str:
     return "\n".join([HEADER, *rows]) + "\n"
 
 
-def _write_chunk(chunk: pd.DataFrame, model: RiskModel, out_dir: Path) -> list[str]:
+def _write_chunk(
+    chunk: pd.DataFrame, model: RiskModel, out_dir: Path, site: SiteConfig | None = None
+) -> list[str]:
     risk = model.predict(build_features(chunk))["risk"].to_numpy()
     alert = risk >= model.threshold
+    if site is not None:
+        from wardwatch.site.config import stay_units
+
+        units = stay_units(chunk)
+        risk, alert = site.risk(risk, units), site.alerts(risk, units, model.threshold)
     ids = chunk["patient_id"].to_numpy()
     bounds = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1], True])
     for begin, end in pairwise(bounds):
@@ -50,14 +65,20 @@ def predict_psv(
     model: RiskModel | None = None,
     progress: Progress | None = None,
     patients_per_chunk: int = 500,
+    site: SiteConfig | None = None,
 ) -> int:
-    """Write one prediction file per patient file; returns the number of files written."""
+    """Write one prediction file per patient file; returns the number of files written.
+
+    `site`: a site configuration whose per-unit thresholds (and prior shift) replace the
+    model's threshold; it must have been set for `model` (`SiteConfig.check_model`)."""
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     model = model or load_shipped_model()
+    if site is not None:
+        site.check_model(model.version)
     out_dir.mkdir(parents=True, exist_ok=True)
     total, done = count_patient_files(in_dir), set()
     for chunk in iter_cohort(in_dir, patients_per_chunk=patients_per_chunk, as_stored=True):
-        done.update(_write_chunk(chunk, model, out_dir))
+        done.update(_write_chunk(chunk, model, out_dir, site))
         if progress is not None:
             progress(len(done), total)
     for path in sorted(in_dir.rglob("*.psv")):  # files with a header but no rows
