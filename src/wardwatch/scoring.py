@@ -14,6 +14,12 @@ scoring are never scored (their stays are skipped, and counted as such); so are 
 are not a bedded stay (ambulatory, virtual, home health: the model knows hospital beds) and
 stays longer than `MAX_STAY_DAYS`, beyond anything the model was trained on (PhysioNet ICU
 stays last at most 14 days), whose hourly record would also grow without bound.
+
+Every stored score is in the audit trail (rule 5: the system read a patient's data and said
+something about them): one `score.create` record per stay scored, naming the patient, the
+stay, the score row and the model, never the risk or any other clinical value (the scores
+table holds those). A batch's records are appended with one `record_many`, in the
+transaction that stores its scores.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from wardwatch.alerts.signs import vitals_age_hours
 from wardwatch.features import build_features
 from wardwatch.ingest.psv import MEASURED
 from wardwatch.model.risk import RiskModel
+from wardwatch.security import audit
 from wardwatch.store.cohort import HOUR, load_wide
 from wardwatch.store.schema import encounters, observations, patients, scores, scoring_marks
 
@@ -172,7 +179,19 @@ def score_stays(
     frame = _latest_scores(wide, model, role)
     frame["through_observation_id"] = frame["encounter_id"].map(_newest_ids(conn, chosen, at))
     frame["score_id"] = _store(conn, frame)
+    _audit(conn, frame, model.version, role)
     return ScoredStays(frame, wide, skipped)
+
+
+def _audit(conn: Connection, frame: pd.DataFrame, model_version: str, role: str) -> None:
+    """One `score.create` record per stored score, as one batch (see the module docstring)."""
+    detail = {"model_version": model_version, "role": role}
+    audit.record_many(conn, [
+        audit.AuditEvent("score.create", patient_id=str(patient_id), encounter_id=str(encounter_id),
+                         object=f"score/{score_id}", detail=detail)
+        for score_id, patient_id, encounter_id in zip(
+            frame["score_id"], frame["patient_id"], frame["encounter_id"], strict=True)
+    ])  # fmt: skip
 
 
 def _latest_scores(wide: pd.DataFrame, model: RiskModel, role: str) -> pd.DataFrame:

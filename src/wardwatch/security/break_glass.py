@@ -9,6 +9,10 @@ it. A reviewer may not review their own grant.
 
 A grant gives `patient.read` on that encounter and nothing else: it lets a person see, not
 act (evaluating an alert still needs the role that may).
+
+Both the grant (`break_glass`) and its review (`break_glass.review`) are in the audit trail,
+with the patient, in the caller's transaction: the review queue is a table an administrator
+could edit, the chain is what proves the access happened and who judged it.
 """
 
 from __future__ import annotations
@@ -34,9 +38,10 @@ from sqlalchemy import (
 
 from wardwatch.alerts.records import utc_time
 from wardwatch.alerts.workflow import Actor, NotPermitted
-from wardwatch.security import roles
+from wardwatch.security import audit, roles
+from wardwatch.security.audit_actions import clipped
 from wardwatch.security.users import User
-from wardwatch.store.schema import UtcDateTime, metadata
+from wardwatch.store.schema import UtcDateTime, encounters, metadata
 
 MIN_REASON = 10
 DEFAULT_DURATION = timedelta(hours=1)
@@ -92,6 +97,7 @@ def break_glass(
     at: datetime,
     *,
     duration: timedelta = DEFAULT_DURATION,
+    source: str = "cli",
 ) -> BreakGlassGrant:
     """Grant `user` an hour's read access to one encounter, for a reason, flagged for review.
 
@@ -110,8 +116,10 @@ def break_glass(
         )
     )  # fmt: skip
     grant_id = result.inserted_primary_key[0]  # type: ignore[index]
-    # audit: break the glass (user.user_id, user.role, encounter_id, reason, at, expires)
-    return _grant(conn.execute(select(grants).where(grants.c.id == grant_id)).one())
+    grant = _grant(conn.execute(select(grants).where(grants.c.id == grant_id)).one())
+    _audit(conn, "break_glass", Actor(user.user_id, user.role), grant, source,
+           {"reason": clipped(reason), "expires_at": grant.expires_at.isoformat()})  # fmt: skip
+    return grant
 
 
 def active_grant(
@@ -142,8 +150,9 @@ def pending_break_glass_reviews(conn: Connection) -> list[BreakGlassGrant]:
 
 
 def review(
-    conn: Connection, grant_id: int, reviewer: Actor, note: str, at: datetime
-) -> BreakGlassGrant:
+    conn: Connection, grant_id: int, reviewer: Actor, note: str, at: datetime, *,
+    source: str = "cli",
+) -> BreakGlassGrant:  # fmt: skip
     """Mark a grant reviewed, with the reviewer's note (required; not one's own grant)."""
     roles.require_permission(reviewer, "break_glass.review")
     row = conn.execute(select(grants).where(grants.c.id == grant_id)).first()
@@ -158,5 +167,21 @@ def review(
         .values(reviewed=True, reviewed_by=reviewer.user_id, reviewed_at=utc_time(at),
                 review_note=note.strip())
     )  # fmt: skip
-    # audit: break-the-glass reviewed (grant_id, reviewer.user_id, note, at)
-    return _grant(conn.execute(select(grants).where(grants.c.id == grant_id)).one())
+    grant = _grant(conn.execute(select(grants).where(grants.c.id == grant_id)).one())
+    _audit(conn, "break_glass.review", reviewer, grant, source,
+           {"note": clipped(note.strip()), "grant_of": grant.user_id})  # fmt: skip
+    return grant
+
+
+def _audit(conn: Connection, action: str, actor: Actor, grant: BreakGlassGrant, source: str,
+           detail: dict[str, str]) -> None:  # fmt: skip
+    """Append the record of a grant or review, naming the patient, in the caller's
+    transaction (rule 5)."""
+    patient_id = conn.execute(
+        select(encounters.c.patient_id).where(encounters.c.encounter_id == grant.encounter_id)
+    ).scalar()  # None: a stay not (yet) in the store, still audited by its encounter
+    audit.record(conn, audit.AuditEvent(
+        action, actor=actor.user_id, role=actor.role, patient_id=patient_id,
+        encounter_id=grant.encounter_id, object=f"break_glass/{grant.grant_id}",
+        source=source[:64], detail=detail,
+    ))  # fmt: skip

@@ -12,7 +12,8 @@ choice the patient did not make; `wardwatch consent set` therefore says what sta
 The patients table holds the current state (what every query reads, one indexed column);
 `consent_decisions` holds the history, one row per decision, never updated: who recorded
 it, in what role, why, and the state that resulted. Both change in the caller's
-transaction, so the current state is always the last decision.
+transaction, so the current state is always the last decision; the decision's audit record
+(`consent.change`, with the states before and after) is appended in that transaction too.
 
 Errors (each subclasses a builtin):
 
@@ -42,6 +43,8 @@ from sqlalchemy import (
     update,
 )
 
+from wardwatch.security import audit
+from wardwatch.security.audit_actions import clipped
 from wardwatch.store.schema import UtcDateTime, encounters, metadata, patients
 
 # One row per decision, append-only. scoring / training: True = allowed, False = opted out
@@ -117,6 +120,7 @@ def set_consent(
     role: str,
     reason: str,
     at: datetime,
+    source: str = "cli",
 ) -> ConsentDecision:
     """Record a decision (None leaves that choice as it is) in the caller's transaction.
 
@@ -140,9 +144,12 @@ def set_consent(
     row = {"patient_id": patient_id, "scoring": after.scoring, "training": after.training,
            "recorded_by": by, "role": role, "reason": reason, "at": at}  # fmt: skip
     decision_id = conn.execute(insert(consent_decisions).values(**row)).inserted_primary_key[0]
-    # audit: record this decision in the audit chain here, in this same transaction:
-    #   actor=by, role=role, action="consent", patient=patient_id,
-    #   before=before.describe(), after=after.describe(), reason=reason, at=at.
+    audit.record(conn, audit.AuditEvent(
+        "consent.change", actor=by[:64], role=role[:32], patient_id=patient_id,
+        object=f"consent/{decision_id}", source=source[:64],
+        detail={"before": before.describe(), "after": after.describe(), "reason": clipped(reason),
+                "decided_at": at.isoformat()},
+    ))  # fmt: skip
     return ConsentDecision(id=int(decision_id), before=before, **row)
 
 

@@ -26,6 +26,10 @@ PhysioNet readers take the file name as the patient id, and the patient pseudony
 so stays of one patient stay together); `parquet` and `csv` write one table with `patient`
 and `stay` columns. Output is written beside the destination and moved into place at the end:
 a failed export leaves nothing that looks complete.
+
+Every export is in the audit trail (`export`): who ran it, from where, the format and the
+counts, never an identifier or the salt. The record is appended in the caller's transaction
+just before the output moves into place, so the caller must commit (`engine.begin()`).
 """
 
 from __future__ import annotations
@@ -47,7 +51,10 @@ import pyarrow.parquet as pq
 from sqlalchemy import Connection
 
 from wardwatch.ingest.psv import COLUMNS, LABEL
+from wardwatch.security import audit
+from wardwatch.security.audit_actions import cli_operator
 from wardwatch.security.consent import training_stays
+from wardwatch.security.users import role_of
 from wardwatch.store.cohort import load_wide
 
 SALT_ENV = "WARDWATCH_DEID_SALT"
@@ -208,8 +215,13 @@ def export_deidentified(
     salt: bytes,
     fmt: str = "psv",
     since: datetime | None = None,
+    by: str | None = None,
+    source: str = "cli",
 ) -> ExportSummary:
-    """Write the de-identified export to `out` (a directory for psv, a file otherwise)."""
+    """Write the de-identified export to `out` (a directory for psv, a file otherwise).
+
+    `by` is who runs it (default: the operating-system user, as `cli:<name>`).
+    """
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     out = Path(out)
@@ -222,14 +234,25 @@ def export_deidentified(
     try:
         summary = ExportSummary(out, fmt, *_write(batches, partial, fmt), excluded_stays=excluded)
         beside.write_text(json.dumps(manifest(summary), indent=2) + "\n")
+        _audit(conn, summary, since, by or cli_operator(), source)  # no record, no export
         partial.rename(out)
     except BaseException:
         _remove(partial)
         _remove(beside)
         raise
-    # audit: record the export here (who ran it, when, the format, `summary`'s counts and
-    #   `since`; never the salt): patient data left the system in de-identified form.
     return summary
+
+
+def _audit(conn: Connection, summary: ExportSummary, since: datetime | None, by: str,
+           source: str) -> None:  # fmt: skip
+    """Patient data left the system, de-identified: say who, the format and how much."""
+    detail = {"format": summary.fmt, "stays": summary.stays, "patients": summary.patients,
+              "rows": summary.rows, "excluded_stays": summary.excluded_stays,
+              "since": since and since.isoformat()}  # fmt: skip
+    audit.record(conn, audit.AuditEvent(
+        "export", actor=by[:64], role=role_of(conn, by), object=f"file:{summary.out.name}"[:200],
+        source=source[:64], detail=detail,
+    ))  # fmt: skip
 
 
 def manifest(summary: ExportSummary) -> dict[str, object]:

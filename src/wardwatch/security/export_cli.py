@@ -19,6 +19,7 @@ from rich.table import Table
 from sqlalchemy import Connection, Engine, inspect
 
 from wardwatch.security import consent as consents
+from wardwatch.security.audit_actions import cli_operator
 from wardwatch.security.deidentify import SALT_ENV, OutputExists, SaltError, load_salt
 from wardwatch.settings import load_settings
 from wardwatch.store import engine_from_settings, init_db
@@ -98,8 +99,9 @@ def export_command(
         raise _fail(str(error)) from None
     engine = _engine()
     try:
-        with engine.connect() as conn:
-            done = export_deidentified(conn, out, salt=salt, fmt=fmt.value, since=_as_utc(since))
+        with engine.begin() as conn:  # begin: the export's audit record must commit
+            done = export_deidentified(conn, out, salt=salt, fmt=fmt.value, since=_as_utc(since),
+                                       by=cli_operator(), source="cli")  # fmt: skip
     except OutputExists as error:
         raise _fail(str(error)) from None
     console.print(
@@ -139,7 +141,7 @@ def consent_set(
             role = role or _role_of(conn, by)
             decision = consents.set_consent(conn, patient, scoring=scoring, training=training,
                                             by=by, role=role, reason=reason,
-                                            at=datetime.now(UTC))  # fmt: skip
+                                            at=datetime.now(UTC), source="cli")  # fmt: skip
     except consents.PatientNotFound as error:
         raise _fail(str(error), "check the id: consent is recorded for known patients") from None
     except ValueError as error:

@@ -22,10 +22,19 @@ Checks in order, and why that order:
 
 Times are wall-clock UTC, passed in as `at` (never the replay's ward clock: a replay must not
 unlock accounts by running time forward).
+
+Every attempt is in the audit trail: `login.success` (with the factor: a recovery code used
+means a lost phone, or someone else's), `login.failure` with the precise outcome, and
+`account.lock` when failures lock an id. A refusal is *returned*, never raised, so the
+caller's transaction commits the failure count and its audit record together: a caller must
+commit after a refused attempt as after a success (raising inside `engine.begin()` would
+roll back both, and erase the attempt). An id that is no user is recorded by a digest only:
+it may be a password typed into the wrong box, and the chain keeps everything for good.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -35,12 +44,13 @@ from sqlalchemy import Column, Connection, Integer, String, Table, delete, selec
 from sqlalchemy.dialects import postgresql, sqlite
 
 from wardwatch.alerts.records import utc_time
-from wardwatch.security import mfa, passwords, roles
+from wardwatch.security import audit, mfa, passwords, roles
 from wardwatch.security.sessions import DEFAULT_POLICY, NewSession, SessionPolicy, create_session
 from wardwatch.security.users import User, credentials, normalize_user_id, require_user, users
 from wardwatch.store.schema import UtcDateTime, metadata
 
 WRONG = "wrong user, password or code"
+UNKNOWN_ACTOR = "(no such user)"  # parentheses: never a valid user id, so never mistaken for one
 
 Outcome = Literal[
     "success", "unknown_user", "bad_password", "bad_code", "locked", "disabled", "no_mfa"
@@ -110,7 +120,7 @@ def authenticate(
     at, typed = utc_time(at), normalize_user_id(user_id)
     login = typed[:64]  # the throttle's key; a longer id is no user (never a truncated one)
     row = credentials(conn, login) if typed == login else None
-    failed = _Failure(conn, login, row is not None, at, source, lockout)
+    failed = _Failure(conn, login, None if row is None else row.role, at, source, lockout)
     if until := _locked_until(conn, row, login, at):
         return failed.refuse("locked", locked_message(until), until)
     if row is None:
@@ -142,15 +152,28 @@ def _locked_until(conn: Connection, row: Any, login: str, at: datetime) -> datet
 class _Failure:
     """Builds failed results, counting the ones that are guesses (a small state holder)."""
 
-    def __init__(self, conn: Connection, login: str, known: bool, at: datetime, source: str,
-                 lockout: Lockout) -> None:  # fmt: skip
-        self.conn, self.login, self.known = conn, login, known
+    def __init__(self, conn: Connection, login: str, role: str | None, at: datetime,
+                 source: str, lockout: Lockout) -> None:  # fmt: skip
+        self.conn, self.login, self.role, self.known = conn, login, role, role is not None
         self.at, self.source, self.lockout = at, source, lockout
 
-    def refuse(self, outcome: Outcome, reason: str, until: datetime | None = None) -> LoginResult:
-        # audit: login refused (self.login, outcome, self.source, self.at)
+    def refuse(self, outcome: Outcome, reason: str, until: datetime | None = None,
+               lock: dict[str, Any] | None = None) -> LoginResult:  # fmt: skip
+        """The failed result, its audit record written (and the lock's, when this locked)."""
+        events = [] if lock is None else [self._event("account.lock", lock)]
+        events.append(self._event("login.failure", {"outcome": outcome}))
+        audit.record_many(self.conn, events)
         return LoginResult(False, outcome, reason, self.login, self.at, self.source,
                            locked_until=until)  # fmt: skip
+
+    def _event(self, action: str, detail: dict[str, Any]) -> audit.AuditEvent:
+        actor, what = UNKNOWN_ACTOR, f"login/{_digest(self.login)}"
+        if self.known:
+            actor, what = self.login, f"user/{self.login}"
+        return audit.AuditEvent(
+            action, actor=actor, role=self.role or "none", object=what,
+            source=self.source[:64], outcome="denied", detail=detail,
+        )  # fmt: skip
 
     def count(self, outcome: Outcome) -> LoginResult:
         """A failed guess: count it, and lock the id once there are too many."""
@@ -160,8 +183,8 @@ class _Failure:
             return self.refuse(outcome, WRONG)
         until = self.at + duration
         self._lock(until)
-        # audit: account locked (self.login, failures, until) — a security event of its own
-        return self.refuse(outcome, f"{WRONG}; {locked_message(until)}", until)
+        lock = {"failures": failures, "until": until.isoformat()}  # a security event of its own
+        return self.refuse(outcome, f"{WRONG}; {locked_message(until)}", until, lock)
 
     def _record(self) -> int:
         if self.known:
@@ -175,6 +198,11 @@ class _Failure:
         table, key = (users, users.c.user_id) if self.known else (
             login_throttle, login_throttle.c.login)  # fmt: skip
         self.conn.execute(update(table).where(key == self.login).values(locked_until=until))
+
+
+def _digest(login: str) -> str:
+    """Attempts on one unknown id group together in the trail without its text being kept."""
+    return hashlib.sha256(login.encode("utf-8", "replace")).hexdigest()[:12]
 
 
 def _count_unknown(conn: Connection, login: str, at: datetime) -> int:
@@ -201,7 +229,13 @@ def _succeed(conn: Connection, row: Any, second: mfa.SecondFactor | None, at: da
         values["password_hash"] = passwords.hash_password(password, hasher)  # new parameters
     conn.execute(update(users).where(users.c.user_id == row.user_id).values(**values))
     new_session = create_session(conn, row.user_id, at=at, source=source, policy=policy)
-    # audit: login success (row.user_id, source, at, factor — "recovery_code" deserves a look)
+    detail = None if second is None else {
+        "factor": second.factor, "recovery_codes_left": second.recovery_codes_left}  # fmt: skip
+    audit.record(conn, audit.AuditEvent(  # session: a prefix of the token's hash, never the token
+        "login.success", actor=row.user_id, role=row.role,
+        object=f"session/{new_session.session.session_id[:12]}", source=source[:64],
+        detail=detail,
+    ))  # fmt: skip
     return LoginResult(
         True, "success", "signed in", row.user_id, at, source,
         user=require_user(conn, row.user_id), session=new_session,

@@ -45,7 +45,8 @@ from sqlalchemy import (
 )
 
 from wardwatch.alerts.records import utc_time
-from wardwatch.security.users import normalize_user_id, require_user, users
+from wardwatch.security import audit
+from wardwatch.security.users import normalize_user_id, require_user, role_of, users
 from wardwatch.store.schema import UtcDateTime, metadata
 
 ISSUER = "wardwatch"
@@ -179,14 +180,19 @@ def enrol(conn: Connection, user_id: str, *, at: datetime, issuer: str = ISSUER)
     return Enrolment(user.user_id, secret, provisioning_uri(secret, user.user_id, issuer), codes)
 
 
-def reset_mfa(conn: Connection, user_id: str, *, at: datetime, by: str) -> Enrolment:
+def reset_mfa(
+    conn: Connection, user_id: str, *, at: datetime, by: str, source: str = "cli"
+) -> Enrolment:
     """A lost phone: a new secret and new codes; the old ones stop working at once.
 
     Callers should also revoke the user's sessions (`sessions.revoke_all`): whoever has the
     old phone may be signed in.
     """
     enrolment = enrol(conn, user_id, at=at)
-    # audit: MFA reset (user_id, by, at) — never the secret or the codes
+    audit.record(conn, audit.AuditEvent(  # who and for whom only: never the secret or codes
+        "mfa.reset", actor=by[:64], role=role_of(conn, by), object=f"user/{enrolment.user_id}",
+        source=source[:64],
+    ))  # fmt: skip
     return enrolment
 
 

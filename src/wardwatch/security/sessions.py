@@ -44,7 +44,8 @@ from sqlalchemy import Column, Connection, ForeignKey, Index, String, Table, ins
 
 from wardwatch.alerts.records import utc_time
 from wardwatch.alerts.workflow import Actor
-from wardwatch.security.users import normalize_user_id, users
+from wardwatch.security import audit
+from wardwatch.security.users import normalize_user_id, role_of, users
 from wardwatch.store.schema import UtcDateTime, metadata
 
 COOKIE = "__Host-wardwatch_session"
@@ -217,11 +218,25 @@ def revoke_by_id(
 
 
 def revoke_all(
-    conn: Connection, user_id: str, *, at: datetime, reason: str = "signed_out_everywhere"
+    conn: Connection,
+    user_id: str,
+    *,
+    at: datetime,
+    reason: str = "signed_out_everywhere",
+    by: str | None = None,
+    source: str = "cli",
 ) -> int:
-    """End every session of a user ("sign out everywhere"); returns how many were live."""
-    count = _revoke_where(conn, sessions.c.user_id == normalize_user_id(user_id), at, reason)
-    # audit: sessions revoked (user_id, count, reason, at)
+    """End every session of a user ("sign out everywhere"); returns how many were live.
+
+    `by` is who did it: the user themself (the default) or an administrator.
+    """
+    user_id = normalize_user_id(user_id)
+    count = _revoke_where(conn, sessions.c.user_id == user_id, at, reason)
+    by = user_id if by is None else by
+    audit.record(conn, audit.AuditEvent(
+        "session.revoke", actor=by[:64], role=role_of(conn, by), object=f"user/{user_id}",
+        source=source[:64], detail={"count": count, "reason": reason},
+    ))  # fmt: skip
     return count
 
 

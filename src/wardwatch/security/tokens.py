@@ -35,8 +35,9 @@ from typing import Any
 from sqlalchemy import Column, Connection, ForeignKey, String, Table, Text, insert, select, update
 
 from wardwatch.alerts.records import utc_time
-from wardwatch.security import roles
-from wardwatch.security.users import normalize_user_id, require_user, users
+from wardwatch.security import audit, roles
+from wardwatch.security.audit_actions import clipped
+from wardwatch.security.users import normalize_user_id, require_user, role_of, users
 from wardwatch.store.schema import UtcDateTime, metadata
 
 PREFIX = "wwt_"
@@ -212,6 +213,7 @@ def issue_token(
     by: str,
     user_id: str | None = None,
     lifetime: timedelta = DEFAULT_LIFETIME,
+    source: str = "cli",
 ) -> IssuedToken:
     """Issue a token for `client` with `scopes`, valid for `lifetime` (at most a year)."""
     at = utc_time(at)
@@ -230,7 +232,10 @@ def issue_token(
             created_by=by, expires_at=at + lifetime,
         )
     )  # fmt: skip
-    # audit: API token issued (token_id, client, user_id, scopes, by, at) — never the token
+    scope_text = clipped(" ".join(str(s) for s in parsed), 2000)
+    detail = {"client": client.strip(), "user_id": owner, "scopes": scope_text,
+              "expires_at": (at + lifetime).isoformat()}  # fmt: skip
+    _audit(conn, "token.issue", f"token/{token_id}", by, source, detail)  # never the token
     row = conn.execute(_select().where(api_tokens.c.token_id == token_id)).one()
     return IssuedToken(token, _record(row))
 
@@ -261,18 +266,24 @@ def _why_invalid(row: Any, at: datetime) -> str | None:
     return None
 
 
-def revoke_token(conn: Connection, token_id: str, *, at: datetime, by: str) -> bool:
+def revoke_token(
+    conn: Connection, token_id: str, *, at: datetime, by: str, source: str = "cli"
+) -> bool:
     """Revoke one token by its public id; True if it was live."""
     result = conn.execute(
         update(api_tokens)
         .where(api_tokens.c.token_id == token_id, api_tokens.c.revoked_at.is_(None))
         .values(revoked_at=utc_time(at))
     )  # fmt: skip
-    # audit: API token revoked (token_id, by, at)
+    # An unknown or already revoked id is recorded too (count 0): a probe is worth seeing.
+    _audit(conn, "token.revoke", f"token/{token_id[:60]}", by, source,
+           {"count": result.rowcount})  # fmt: skip
     return result.rowcount == 1
 
 
-def revoke_tokens_of(conn: Connection, user_id: str, *, at: datetime, by: str) -> int:
+def revoke_tokens_of(
+    conn: Connection, user_id: str, *, at: datetime, by: str, source: str = "cli"
+) -> int:
     """Revoke every live token acting for a user (they left, or their account was misused)."""
     result = conn.execute(
         update(api_tokens)
@@ -280,8 +291,18 @@ def revoke_tokens_of(conn: Connection, user_id: str, *, at: datetime, by: str) -
                api_tokens.c.revoked_at.is_(None))
         .values(revoked_at=utc_time(at))
     )  # fmt: skip
-    # audit: API tokens revoked (user_id, count, by, at)
+    _audit(conn, "token.revoke", f"user/{normalize_user_id(user_id)[:64]}", by, source,
+           {"count": result.rowcount})  # fmt: skip
     return result.rowcount
+
+
+def _audit(conn: Connection, action: str, what: str, by: str, source: str,
+           detail: dict[str, Any]) -> None:  # fmt: skip
+    """Append the record of a token change, in the caller's transaction (rule 5)."""
+    audit.record(conn, audit.AuditEvent(
+        action, actor=by[:64], role=role_of(conn, by), object=what, source=source[:64],
+        detail=detail,
+    ))  # fmt: skip
 
 
 def list_tokens(conn: Connection) -> list[ApiToken]:

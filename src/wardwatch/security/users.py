@@ -13,9 +13,10 @@ What is stored, and why it is safe to store:
     totp_last_step  the last accepted TOTP time step: a code is accepted once (replay guard)
     failed_logins / locked_until   the lockout back-off (see `login`)
 
-Mutating functions take `by` (who did it: an admin's user id, or "cli:<os user>") so the
-caller can write the audit event; they do not check permission themselves: the route or
-command that calls them declares `users.manage`.
+Mutating functions take `by` (who did it: an admin's user id, or "cli:<os user>") and
+`source` (from where: the client's address, or "cli") and append their audit record in the
+caller's transaction; they do not check permission themselves: the route or command that
+calls them declares `users.manage`.
 
 Errors: UserExists and InvalidUserId are ValueErrors, UserNotFound a LookupError; a weak
 password raises `passwords.WeakPassword` (a ValueError) and an unknown role
@@ -44,7 +45,7 @@ from sqlalchemy import (
 
 from wardwatch.alerts.records import utc_time
 from wardwatch.alerts.workflow import Actor
-from wardwatch.security import passwords, roles
+from wardwatch.security import audit, passwords, roles
 from wardwatch.store.schema import UtcDateTime, metadata
 
 users = Table(
@@ -155,6 +156,7 @@ def add_user(
     by: str,
     display_name: str = "",
     hasher: PasswordHasher | None = None,
+    source: str = "cli",
 ) -> User:
     """Create a user (without MFA: enrol next with `mfa.enrol`, or they cannot sign in)."""
     user_id = valid_user_id(user_id)
@@ -172,7 +174,7 @@ def add_user(
             disabled=False, failed_logins=0, created_at=at, created_by=by,
         )
     )  # fmt: skip
-    # audit: user added (user_id, role, by, at)
+    _audit(conn, "user.create", user_id, by, source, role=role)
     return require_user(conn, user_id)
 
 
@@ -208,23 +210,27 @@ def _set(conn: Connection, user_id: str, **values: object) -> User:
     return require_user(conn, user_id)
 
 
-def disable_user(conn: Connection, user_id: str, *, at: datetime, by: str) -> User:
+def disable_user(
+    conn: Connection, user_id: str, *, at: datetime, by: str, source: str = "cli"
+) -> User:
     """Stop a user signing in; their open sessions stop at their next request.
 
     Callers should also `sessions.revoke_all` and `tokens.revoke_tokens_of` the user, so
     nothing of theirs stays valid in the database either.
     """
     user = _set(conn, user_id, disabled=True, disabled_at=utc_time(at))
-    # audit: user disabled (user_id, by, at)
+    _audit(conn, "user.disable", user.user_id, by, source)
     return user
 
 
-def enable_user(conn: Connection, user_id: str, *, at: datetime, by: str) -> User:
+def enable_user(
+    conn: Connection, user_id: str, *, at: datetime, by: str, source: str = "cli"
+) -> User:
     """Let a disabled (or locked-out) user sign in again: clears the lockout too."""
     utc_time(at)
     user = _set(conn, user_id, disabled=False, disabled_at=None, failed_logins=0,
                 locked_until=None)  # fmt: skip
-    # audit: user enabled / unlocked (user_id, by, at)
+    _audit(conn, "user.enable", user.user_id, by, source)
     return user
 
 
@@ -236,17 +242,20 @@ def set_password(
     at: datetime,
     by: str,
     hasher: PasswordHasher | None = None,
+    source: str = "cli",
 ) -> User:
     """Replace a user's password (policy checked). Sessions are the caller's to revoke."""
     user_id = normalize_user_id(user_id)
     passwords.check_policy(password, user_id)
     user = _set(conn, user_id, password_hash=passwords.hash_password(password, hasher),
                 password_changed_at=utc_time(at))  # fmt: skip
-    # audit: password changed (user_id, by, at) — never the password
+    _audit(conn, "user.password", user.user_id, by, source)  # never the password
     return user
 
 
-def change_role(conn: Connection, user_id: str, role: str, *, at: datetime, by: str) -> RoleChange:
+def change_role(
+    conn: Connection, user_id: str, role: str, *, at: datetime, by: str, source: str = "cli"
+) -> RoleChange:
     """Give a user another role: a permission change, so the old and new roles are returned."""
     new_role = roles.canonical_role(role)
     if new_role not in roles.HUMAN_ROLES:
@@ -254,5 +263,22 @@ def change_role(conn: Connection, user_id: str, role: str, *, at: datetime, by: 
     old = require_user(conn, user_id)
     _set(conn, user_id, role=new_role)
     change = RoleChange(old.user_id, old.role, new_role, by, utc_time(at))
-    # audit: permission change (change.user_id, change.old_role → change.new_role, by, at)
+    _audit(conn, "permission.change", change.user_id, by, source, old_role=change.old_role,
+           new_role=change.new_role)  # fmt: skip
     return change
+
+
+def role_of(conn: Connection, by: str) -> str:
+    """The role `by` acts in, for the audit trail: their role if they are a user, else
+    "operator" (the console, a script, the demo: acting with the server's own rights)."""
+    user = get_user(conn, by) if _USER_ID.fullmatch(normalize_user_id(by)) else None
+    return "operator" if user is None else user.role
+
+
+def _audit(conn: Connection, action: str, user_id: str, by: str, source: str,
+           **detail: str) -> None:  # fmt: skip
+    """Append the record of a change to a user, in the caller's transaction (rule 5)."""
+    audit.record(conn, audit.AuditEvent(
+        action, actor=by[:64], role=role_of(conn, by), object=f"user/{user_id}",
+        source=source[:64], detail=detail or None,
+    ))  # fmt: skip

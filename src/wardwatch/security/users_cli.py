@@ -9,7 +9,6 @@ written as an SVG only the owner can read — delete it once the phone has scann
 
 from __future__ import annotations
 
-import getpass
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +20,7 @@ from rich.table import Table
 from sqlalchemy import Engine
 
 from wardwatch.security import mfa, roles, sessions, tokens, users
+from wardwatch.security.audit_actions import cli_operator
 from wardwatch.security.passwords import WeakPassword
 from wardwatch.settings import load_settings
 from wardwatch.store import engine_from_settings, init_db
@@ -44,10 +44,7 @@ def _engine() -> tuple[Engine, Path]:
 
 def _operator() -> str:
     """Who ran the command, for the audit trail: the operating-system user."""
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):  # no user name in a bare container
-        return "cli"
+    return cli_operator()
 
 
 def _now() -> datetime:
@@ -122,7 +119,7 @@ def disable(user_id: UserArg) -> None:
     try:
         with engine.begin() as conn:
             user = users.disable_user(conn, user_id, at=at, by=by)
-            ended = sessions.revoke_all(conn, user.user_id, at=at, reason="user_disabled")
+            ended = sessions.revoke_all(conn, user.user_id, at=at, reason="user_disabled", by=by)
             revoked = tokens.revoke_tokens_of(conn, user.user_id, at=at, by=by)
     except LookupError as error:
         raise _fail(str(error)) from error
@@ -145,11 +142,11 @@ def enable(user_id: UserArg) -> None:
 def reset_mfa(user_id: UserArg, qr: QrOption = None) -> None:
     """A lost phone: new TOTP secret and recovery codes; the old ones and all sessions end."""
     engine, home = _engine()
-    at = _now()
+    at, by = _now(), _operator()
     try:
         with engine.begin() as conn:
-            enrolment = mfa.reset_mfa(conn, user_id, at=at, by=_operator())
-            ended = sessions.revoke_all(conn, enrolment.user_id, at=at, reason="mfa_reset")
+            enrolment = mfa.reset_mfa(conn, user_id, at=at, by=by)
+            ended = sessions.revoke_all(conn, enrolment.user_id, at=at, reason="mfa_reset", by=by)
     except LookupError as error:
         raise _fail(str(error)) from error
     console.print(f"MFA reset for {enrolment.user_id}: {ended} session(s) ended")
