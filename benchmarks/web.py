@@ -34,7 +34,7 @@ import httpx
 import numpy as np
 
 CDS = "/cds-services/wardwatch-sepsis"
-DEMO_USER = ("wardwatch_demo_user", "dr.snow")
+SIGNED_IN: dict[str, str] = {}  # the session cookie every client sends (set in `benchmark`)
 
 
 # ---------------------------------------------------------------- the ward and the server
@@ -48,6 +48,19 @@ def build_ward(home: Path, hours: int) -> None:
     started = time.perf_counter()
     start_ward(fresh_pipeline(home), Console(quiet=True), warm_up_hours=hours)
     print(f"demo ward built in {time.perf_counter() - started:.0f} s: {home / 'wardwatch.db'}")
+
+
+def sign_in(home: Path) -> None:
+    """A provider's session on the demo ward: every benchmark client sends its cookie (the
+    CDS calls too: a signed-in person may read a card, as an EHR's JWT may)."""
+    from wardwatch.security import sessions
+    from wardwatch.security.demo_users import demo_session
+    from wardwatch.settings import Settings
+    from wardwatch.store import open_engine
+
+    engine = open_engine(Settings(home=home).resolved_database_url)
+    SIGNED_IN[sessions.COOKIE] = demo_session(engine, "dr.snow", source="benchmark").token
+    engine.dispose()
 
 
 def present_stays(home: Path) -> list[tuple[str, str]]:
@@ -133,7 +146,7 @@ def drive(url: str, call: Call, clients: int, seconds: float) -> Run:
     run, stop = Run(), time.monotonic() + seconds
 
     def client(k: int) -> None:
-        with httpx.Client(base_url=url, cookies=dict([DEMO_USER]), timeout=30) as http:
+        with httpx.Client(base_url=url, cookies=SIGNED_IN, timeout=30) as http:
             i = k * 7
             while time.monotonic() < stop:
                 started = time.perf_counter()
@@ -164,7 +177,7 @@ def patient_view(stays: list[tuple[str, str]]) -> Call:
 
 def worklist_call(url: str) -> tuple[str, Call] | None:
     """The worklist's address, if the pages (or the API) answer yet."""
-    with httpx.Client(base_url=url, cookies=dict([DEMO_USER]), timeout=30) as http:
+    with httpx.Client(base_url=url, cookies=SIGNED_IN, timeout=30) as http:
         for path in ("/ward", "/api/patients"):
             if http.get(path).status_code == 200:
                 return path, lambda client, _i, path=path: client.get(path)
@@ -208,6 +221,7 @@ def main() -> None:
 
 def benchmark(home: Path, clients: int, seconds: float) -> None:
     stays = present_stays(home)
+    sign_in(home)
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"{len(stays)} stays on the ward; {os.cpu_count()} CPUs, load average {load} "
           "(a shared machine: figures move with the neighbours' work)")  # fmt: skip

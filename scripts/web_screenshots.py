@@ -22,9 +22,11 @@ from pathlib import Path
 from rich.console import Console
 
 from wardwatch.demo import WARM_UP_HOURS, fresh_pipeline, ingest_messages, start_ward
+from wardwatch.security import sessions
+from wardwatch.security.demo_users import demo_session
 from wardwatch.web.app import create_app
 from wardwatch.web.background import serving
-from wardwatch.web.deps import DEMO_COOKIE, Services
+from wardwatch.web.deps import Services
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -43,9 +45,10 @@ def main() -> None:
         raise SystemExit("chromium is not installed: apt-get install chromium")
     with tempfile.TemporaryDirectory() as home:
         services = _demo_ward(Path(home), args.hours)
+        token = demo_session(services.engine, PROVIDER).token
         with serving(create_app(services)) as site:
-            _report_timing(site)
-            _shoot(site, chromium, args.out)
+            _report_timing(site, token)
+            _shoot(site, chromium, args.out, token)
         services.engine.dispose()
 
 
@@ -57,9 +60,9 @@ def _demo_ward(home: Path, hours: int) -> Services:
     return Services(pipeline.engine, ward.replay.model, ward.replay.book, pipeline)
 
 
-def _report_timing(site: str, repeats: int = 20) -> None:
+def _report_timing(site: str, token: str, repeats: int = 20) -> None:
     """The worklist's server-side render time on this ward (median and worst of `repeats`)."""
-    cookie = {"Cookie": f"{DEMO_COOKIE}={PROVIDER}"}
+    cookie = {"Cookie": f"{sessions.COOKIE}={token}"}
     request = urllib.request.Request(f"{site}/ward", headers=cookie)
     durations, beds = [], 0
     for _ in range(repeats):
@@ -71,7 +74,7 @@ def _report_timing(site: str, repeats: int = 20) -> None:
           f"worst {max(durations):.0f} ms over {repeats} requests")  # fmt: skip
 
 
-def _shoot(site: str, chromium: str, out: Path) -> None:
+def _shoot(site: str, chromium: str, out: Path, token: str) -> None:
     from playwright.sync_api import sync_playwright
 
     out.mkdir(parents=True, exist_ok=True)
@@ -80,9 +83,10 @@ def _shoot(site: str, chromium: str, out: Path) -> None:
             executable_path=chromium, headless=True, args=CHROMIUM_ARGS
         )
         page = browser.new_page(viewport={"width": WIDTH, "height": 1000})
-        page.goto(f"{site}/signin")
-        page.get_by_role("button", name=PROVIDER).click()
-        page.wait_for_url("**/ward")
+        cookie = {"name": sessions.COOKIE, "value": token, "url": site, "secure": True,
+                  "httpOnly": True, "sameSite": "Lax"}  # fmt: skip
+        page.context.add_cookies([cookie])
+        page.goto(f"{site}/ward")
         page.screenshot(path=out / "worklist.png")
         page.locator("#worklist-rows tr.row", has=page.locator(".badge.state-open")).first.locator(
             "th a"

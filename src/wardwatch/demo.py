@@ -107,12 +107,18 @@ def run_demo(home: Path, console: Console, *, serve: bool = True, port: int = 80
         serve_ward(ward, console, port)
 
 
+DEMO_BANNER = "Demo: sample patients from PhysioNet, demo accounts — never for real patients"
+
+
 def serve_ward(ward: DemoWard, console: Console, port: int) -> None:
     """The web app on the demo ward, while the replay goes on at one patient-hour a second."""
     import uvicorn
 
+    from wardwatch.security.demo_users import create_demo_users, format_demo_credentials
     from wardwatch.web.app import create_app
-    from wardwatch.web.deps import DEMO_USERS, Services
+    from wardwatch.web.deps import Services
+
+    credentials = create_demo_users(ward.pipeline.engine)
 
     ward.replay.speed = REPLAY_SPEED
     ticking = threading.Thread(
@@ -121,8 +127,12 @@ def serve_ward(ward: DemoWard, console: Console, port: int) -> None:
     ticking.start()
     services = Services(ward.pipeline.engine, ward.replay.model, ward.replay.book, ward.pipeline)
     console.rule("[bold]the ward is live")
-    console.print(f"open [bold]http://127.0.0.1:{port}/[/] — the replay goes on at "
+    console.print(format_demo_credentials(credentials), markup=False, highlight=False)
+    console.print(
+        "Sign in with a password and the 6-digit code of its TOTP secret: add the "
+        "secret to an authenticator app, or run `oathtool --totp -b SECRET`."
+    )
+    console.print(f"open [bold]http://localhost:{port}/[/] — the replay goes on at "
                   f"{REPLAY_SPEED:.0f}x (one patient-hour a second). Ctrl-C stops.")  # fmt: skip
-    console.print("[yellow]demo sign-in only, no passwords: not for real patients.[/] "
-                  f"Sign in as {' or '.join(DEMO_USERS)}.")  # fmt: skip
-    uvicorn.run(create_app(services), host="127.0.0.1", port=port, log_level="warning")
+    app = create_app(services, banner=DEMO_BANNER)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")

@@ -313,15 +313,15 @@ def test_dismissing_for_another_reason_needs_a_note(provider, ward):
 # ---------------------------------------------------------------- FHIR ingest
 
 
-def test_a_fhir_observation_is_stored_once(provider, ward):
+def test_a_fhir_observation_is_stored_once(engineer, ward):
     bundle = synthea()
     patient = resources(bundle, "Patient")[0]
     glucose = next(o for o in resources(bundle, "Observation") if o["id"].startswith("30b8f234"))
     glucose = {**glucose, "subject": {"reference": f"Patient/{patient['id']}"}}
     del glucose["encounter"]
-    first = provider.post("/api/ingest/fhir", json=patient, headers=FHIR_JSON)
+    first = engineer.post("/api/ingest/fhir", json=patient, headers=FHIR_JSON)
     assert first.status_code == 200 and first.json()["patients"] == 1
-    stored = provider.post("/api/ingest/fhir", json=glucose, headers=FHIR_JSON)
+    stored = engineer.post("/api/ingest/fhir", json=glucose, headers=FHIR_JSON)
     assert stored.status_code == 201
     assert stored.json() == {
         "received": 1, "accepted": 1, "duplicates": 0, "quarantined": {},
@@ -338,13 +338,13 @@ def test_a_fhir_observation_is_stored_once(provider, ward):
         "2339-0",
         "Glucose",
     )
-    again = provider.post("/api/ingest/fhir", json=glucose)  # application/json
+    again = engineer.post("/api/ingest/fhir", json=glucose)  # application/json
     assert again.status_code == 200 and again.json()["duplicates"] == 1
 
 
-def test_a_synthea_bundle_is_stored_and_what_is_not_used_is_counted(provider, ward):
+def test_a_synthea_bundle_is_stored_and_what_is_not_used_is_counted(engineer, ward):
     text = (FHIR_DATA / "synthea_patient_c_subset.json").read_bytes()
-    response = provider.post("/api/ingest/fhir", content=text, headers=FHIR_JSON)
+    response = engineer.post("/api/ingest/fhir", content=text, headers=FHIR_JSON)
     assert response.status_code == 201
     summary = response.json()
     assert summary["accepted"] > 20 and summary["patients"] == 1
@@ -374,9 +374,9 @@ def test_a_synthea_bundle_is_stored_and_what_is_not_used_is_counted(provider, wa
     ],
 )
 def test_a_document_that_cannot_be_read_is_a_problem_and_kept(
-    provider, ward, body, content_type, status, why
+    engineer, ward, body, content_type, status, why
 ):
-    response = provider.post(
+    response = engineer.post(
         "/api/ingest/fhir", content=body, headers={"content-type": content_type}
     )
     problem = assert_problem(response, status)
@@ -385,13 +385,13 @@ def test_a_document_that_cannot_be_read_is_a_problem_and_kept(
     assert (kept["source"], kept["reason_code"]) == ("fhir", "unreadable")
     assert why in kept["reason"]
     assert kept["payload"] == body.decode("utf-8", errors="backslashreplace")
-    listed = provider.get("/api/quarantine").json()["items"]
+    listed = engineer.get("/api/quarantine").json()["items"]
     assert [(i["id"], i["reason"]) for i in listed] == [(kept["id"], kept["reason"])]
 
 
-def test_a_document_over_the_limit_is_refused_unread(provider, ward):
+def test_a_document_over_the_limit_is_refused_unread(engineer, ward):
     body = b" " * (MAX_BODY_BYTES + 1)
-    response = provider.post("/api/ingest/fhir", content=body, headers=FHIR_JSON)
+    response = engineer.post("/api/ingest/fhir", content=body, headers=FHIR_JSON)
     problem = assert_problem(response, 413)
     assert "10 MB" in problem["detail"]
     assert quarantined(ward) == []
@@ -400,22 +400,22 @@ def test_a_document_over_the_limit_is_refused_unread(provider, ward):
 # ---------------------------------------------------------------- quarantine
 
 
-def broken_documents(provider, n: int) -> None:
+def broken_documents(engineer, n: int) -> None:
     for i in range(n):
-        provider.post("/api/ingest/fhir", content=f"broken {i}", headers=FHIR_JSON)
-    provider.post("/api/ingest/fhir", content=b"{}", headers=FHIR_JSON)
+        engineer.post("/api/ingest/fhir", content=f"broken {i}", headers=FHIR_JSON)
+    engineer.post("/api/ingest/fhir", content=b"{}", headers=FHIR_JSON)
 
 
-def test_the_quarantine_is_listed_newest_first_a_page_at_a_time(provider, ward):
-    broken_documents(provider, 4)
-    everything = provider.get("/api/quarantine").json()
+def test_the_quarantine_is_listed_newest_first_a_page_at_a_time(engineer, ward):
+    broken_documents(engineer, 4)
+    everything = engineer.get("/api/quarantine").json()
     assert everything["total"] == 5
     ids = [i["id"] for i in everything["items"]]
     assert ids == sorted(ids, reverse=True)
-    page = provider.get("/api/quarantine", params={"limit": 2, "offset": 2}).json()
+    page = engineer.get("/api/quarantine", params={"limit": 2, "offset": 2}).json()
     assert (page["total"], page["limit"], page["offset"]) == (5, 2, 2)
     assert [i["id"] for i in page["items"]] == ids[2:4]
-    assert provider.get("/api/quarantine", params={"reason": "implausible"}).json() == {
+    assert engineer.get("/api/quarantine", params={"reason": "implausible"}).json() == {
         "total": 0,
         "limit": 100,
         "offset": 0,
@@ -424,21 +424,21 @@ def test_the_quarantine_is_listed_newest_first_a_page_at_a_time(provider, ward):
     }
 
 
-def test_the_quarantine_summary_counts_by_reason(provider, ward):
-    assert provider.get("/api/quarantine/summary").json() == {"total": 0, "by_reason": {}}
-    broken_documents(provider, 2)
-    assert provider.get("/api/quarantine/summary").json() == {
+def test_the_quarantine_summary_counts_by_reason(engineer, ward):
+    assert engineer.get("/api/quarantine/summary").json() == {"total": 0, "by_reason": {}}
+    broken_documents(engineer, 2)
+    assert engineer.get("/api/quarantine/summary").json() == {
         "total": 3,
         "by_reason": {"unreadable": 3},
     }
 
 
-def test_a_quarantine_item_has_its_whole_payload(provider, ward, monkeypatch):
+def test_a_quarantine_item_has_its_whole_payload(engineer, ward, monkeypatch):
     monkeypatch.setattr("wardwatch.web.api.PREVIEW_CHARS", 10)
     payload = "not json " * 20
-    provider.post("/api/ingest/fhir", content=payload, headers=FHIR_JSON)
-    [listed] = provider.get("/api/quarantine").json()["items"]
+    engineer.post("/api/ingest/fhir", content=payload, headers=FHIR_JSON)
+    [listed] = engineer.get("/api/quarantine").json()["items"]
     assert listed["payload"] == payload[:10] and listed["payload_chars"] == len(payload)
-    item = provider.get(f"/api/quarantine/{listed['id']}").json()
+    item = engineer.get(f"/api/quarantine/{listed['id']}").json()
     assert item["payload"] == payload and item["payload_chars"] == len(payload)
-    assert_problem(provider.get("/api/quarantine/999999"), 404)
+    assert_problem(engineer.get("/api/quarantine/999999"), 404)

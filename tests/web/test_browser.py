@@ -18,6 +18,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyotp
 import pytest
 
 from wardwatch import ward as ward_model
@@ -103,20 +104,34 @@ def shots(tmp_path: Path):
     return shoot
 
 
-def test_a_provider_pauses_then_dismisses_an_alert(browser, site, shots, ward, model):
+PASSWORD = "correct horse battery staple 24"  # tests/web/conftest.py's test accounts
+
+
+def sign_in(page, user: str, secret: str) -> None:
+    """Type the user name, password and the authenticator's current code, as a person does."""
+    page.get_by_label("User name").fill(user)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_label(re.compile("^Code from your authenticator")).fill(pyotp.TOTP(secret).now())
+    page.get_by_role("button", name="Sign in").click()
+
+
+def test_a_provider_pauses_then_dismisses_an_alert(browser, site, shots, ward, model, totp_secrets):
     from playwright.sync_api import expect
 
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.set_default_timeout(TIMEOUT_MS)
 
-    # Not signed in: the worklist sends us to the demo sign-in, which says it is a demo.
+    # Not signed in: the worklist sends us to the sign-in page: password, then TOTP code.
     page.goto(f"{site}/ward")
     expect(page).to_have_url(re.compile(r"/signin\?next=/ward$"))
-    expect(page.locator(".demo-banner")).to_contain_text("not for real patients")
     shots(page, "1-signin")
     page.keyboard.press("Tab")
     expect(page.locator(".skip-link")).to_be_focused()  # keyboard users skip to the content
-    page.get_by_role("button", name=re.compile("dr.snow")).click()
+    page.get_by_label("User name").fill("dr.snow")
+    page.get_by_label("Password").fill("not my password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator(".error")).to_contain_text("wrong user, password or code")
+    sign_in(page, "dr.snow", totp_secrets["dr.snow"])
 
     # The worklist, highest risk first, as the read model orders it.
     expect(page).to_have_url(re.compile(r"/ward$"))
@@ -171,6 +186,57 @@ def test_a_provider_pauses_then_dismisses_an_alert(browser, site, shots, ward, m
             "sepsis alert confirmed", timeout=TIMEOUT_MS
         )
     shots(page, "6-worklist-after")
+    page.close()
+
+
+def _alerted(ward) -> ward_model.Bed:
+    with ward.engine.connect() as conn:
+        beds = ward_model.worklist(conn, book=ward.book)
+    return next(b for b in beds if b.sepsis is not None and b.sepsis.active)
+
+
+def test_a_nurse_sees_no_dismiss_and_a_forged_dismissal_is_refused(
+    browser, site, ward, totp_secrets
+):
+    from playwright.sync_api import expect
+
+    page = browser.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(f"{site}/signin")
+    sign_in(page, "nurse.nightingale", totp_secrets["nurse.nightingale"])
+    expect(page).to_have_url(re.compile(r"/ward$"))
+    bed = _alerted(ward)
+    page.goto(f"{site}/patients/{bed.encounter_id}")
+    card = page.locator(f"#alert-{bed.sepsis.alert_id}")
+    expect(card).to_contain_text("A provider evaluates this alert")
+    expect(card.get_by_role("button", name="Dismiss", exact=True)).to_have_count(0)
+    # The same request the provider's form sends, from the nurse's signed-in browser.
+    token = page.locator('input[name="csrf_token"]').first.get_attribute("value")
+    url = f"{site}/patients/{bed.encounter_id}/alerts/{bed.sepsis.alert_id}/dismiss"
+    answer = page.request.post(url, form={"reason": "not_infected", "csrf_token": token})
+    assert answer.status == 403
+    with ward.engine.connect() as conn:
+        assert get_alert(conn, bed.sepsis.alert_id).state.value == "open"
+    page.close()
+
+
+def test_an_admin_must_break_the_glass_to_open_a_patient(browser, site, ward, totp_secrets):
+    from playwright.sync_api import expect
+
+    page = browser.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(f"{site}/signin")
+    sign_in(page, "admin.root", totp_secrets["admin.root"])
+    bed = _alerted(ward)
+    page.goto(f"{site}/patients/{bed.encounter_id}")
+    expect(page.locator("h1")).to_contain_text("Break the glass")
+    expect(page.locator("svg.risk-chart")).to_have_count(0)
+    page.get_by_label(re.compile("Why do you need this record")).fill(
+        "Restoring the monitor interface during a resuscitation in this bed"
+    )
+    page.get_by_role("button", name=re.compile("Break the glass")).click()
+    expect(page.locator("h1")).to_contain_text(bed.patient_id)
+    expect(page.locator("svg.risk-chart")).to_be_visible()
     page.close()
 
 

@@ -19,7 +19,6 @@ from wardwatch.terminology import wording
 from wardwatch.ward import worklist
 from wardwatch.web import cards
 from wardwatch.web.cds_hooks import SERVICE_ID, card_cache
-from wardwatch.web.deps import DEMO_COOKIE
 
 SERVICE = f"/cds-services/{SERVICE_ID}"
 
@@ -92,8 +91,9 @@ def test_card_of_an_open_sepsis_alert_says_what_the_store_says(client, ward):
     )
     assert len(card["summary"]) < 140
     assert card["source"]["label"] == f"wardwatch sepsis model {score['model_version']}"
-    assert card["links"] == [{"label": "Open the patient in wardwatch", "type": "absolute",
-                              "url": f"http://testserver/patients/{bed.encounter_id}"}]  # fmt: skip
+    link = {"label": "Open the patient in wardwatch", "type": "absolute",
+            "url": f"https://testserver/patients/{bed.encounter_id}"}  # fmt: skip
+    assert card["links"] == [link]
     assert cards.read_card_uuid(card["uuid"]) == cards.CardRef(bed.sepsis.alert_id, score["id"], 0)
 
 
@@ -322,7 +322,7 @@ def test_accepting_the_bundle_confirms_and_the_lactate_suggestion_pauses(provide
     assert paused.state is State.PAUSED and paused.pause_until_new_data
 
 
-def test_a_cds_client_may_name_the_user_until_real_authentication(client, ward):
+def test_a_trusted_cds_client_names_the_user_who_acted(client, ward):
     card = card_for(client, with_open_sepsis(ward))
     named = {"extension": {"wardwatch.userId": "Practitioner/123"}}
     assert feedback_on(client, card, "overridden", reason="data_error", **named).status_code == 200
@@ -330,10 +330,10 @@ def test_a_cds_client_may_name_the_user_until_real_authentication(client, ward):
     assert (events[-1]["actor"], events[-1]["role"]) == ("Practitioner/123", "provider")
 
 
-def test_feedback_needs_someone_who_may_act(client, ward):
+def test_feedback_needs_someone_who_may_act(client, ward, sign_in):
     card = card_for(client, with_open_sepsis(ward))
     assert feedback_on(client, card, "overridden", reason="data_error").status_code == 401
-    client.cookies.set(DEMO_COOKIE, "nurse.nightingale")
+    sign_in("nurse.nightingale")
     response = feedback_on(client, card, "overridden", reason="data_error")
     assert response.status_code == 403
     assert alert_of(ward, card)[0].state is State.OPEN

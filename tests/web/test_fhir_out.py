@@ -51,10 +51,16 @@ def resources(bundle):
 # ---------------------------------------------------------------- RiskAssessment
 
 
-def test_risk_assessments_of_a_stay_are_its_stored_scores_newest_first(client, ward):
+@pytest.fixture
+def reader(issue_token):
+    """An EHR reading wardwatch's FHIR with a system token scoped to what it reads."""
+    return issue_token("system/RiskAssessment.rs", "system/Flag.rs", "system/Observation.r")
+
+
+def test_risk_assessments_of_a_stay_are_its_stored_scores_newest_first(reader, ward):
     bed = stay_with_open_sepsis(ward)
     stored = stored_scores(ward, bed.encounter_id)
-    bundle = fhir_get(client, "RiskAssessment", encounter=f"Encounter/{bed.encounter_id}",
+    bundle = fhir_get(reader, "RiskAssessment", encounter=f"Encounter/{bed.encounter_id}",
                       _count=500)  # fmt: skip
     found = resources(bundle)
     assert bundle["total"] == len(stored) == len(found)
@@ -72,13 +78,13 @@ def test_risk_assessments_of_a_stay_are_its_stored_scores_newest_first(client, w
     assert newest["performer"]["display"] == f"wardwatch sepsis model {score['model_version']}"
 
 
-def test_basis_references_resolve_to_the_observations_the_score_read(client, ward):
+def test_basis_references_resolve_to_the_observations_the_score_read(reader, ward):
     bed = stay_with_open_sepsis(ward)
     score = stored_scores(ward, bed.encounter_id)[0]
-    assessment = fhir_get(client, f"RiskAssessment/{score['id']}")
+    assessment = fhir_get(reader, f"RiskAssessment/{score['id']}")
     basis = {}
     for ref in assessment["basis"]:
-        observation = fhir_get(client, ref["reference"])
+        observation = fhir_get(reader, ref["reference"])
         Observation.model_validate(observation)
         row_id = fhir_resources.observation_row_id(observation["id"])
         basis[observation["code"]["coding"][0]["code"]] = row_id
@@ -89,33 +95,33 @@ def test_basis_references_resolve_to_the_observations_the_score_read(client, war
             .where(observations.c.variable == "HR", observations.c.effective_at <= score["as_of"])
             .order_by(observations.c.effective_at.desc(), observations.c.id.desc())
         ).first()  # fmt: skip
-        hr = fhir_get(client, f"Observation/ww-{latest_hr.id}")
+        hr = fhir_get(reader, f"Observation/ww-{latest_hr.id}")
     assert basis[latest_hr.loinc] == latest_hr.id
     assert hr["valueQuantity"]["value"] == latest_hr.value
     assert hr["encounter"] == {"reference": f"Encounter/{bed.encounter_id}"}
 
 
-def test_search_by_patient_pages_with_next_links(client, ward):
+def test_search_by_patient_pages_with_next_links(reader, ward):
     bed = stay_with_open_sepsis(ward)
-    first = fhir_get(client, "RiskAssessment", patient=bed.patient_id, _count=5)
+    first = fhir_get(reader, "RiskAssessment", patient=bed.patient_id, _count=5)
     assert len(resources(first)) == 5 and first["total"] > 10
     following = next(link["url"] for link in first["link"] if link["relation"] == "next")
-    second = client.get(following).json()
+    second = reader.get(following).json()
     ids = [r["id"] for r in resources(first) + resources(second)]
     assert len(set(ids)) == 10
     assert {r["subject"]["reference"] for r in resources(second)} == {f"Patient/{bed.patient_id}"}
 
 
-def test_shadow_scores_and_opted_out_patients_are_not_served(client, ward):
+def test_shadow_scores_and_opted_out_patients_are_not_served(reader, ward):
     bed = stay_with_open_sepsis(ward)
     score_id = stored_scores(ward, bed.encounter_id)[0]["id"]
     with ward.engine.begin() as conn:
         conn.execute(update(scores).where(scores.c.id == score_id).values(role="shadow"))
-    fhir_get(client, f"RiskAssessment/{score_id}", 404)
+    fhir_get(reader, f"RiskAssessment/{score_id}", 404)
     with ward.engine.begin() as conn:
         opt_out = update(patients).where(patients.c.patient_id == bed.patient_id)
         conn.execute(opt_out.values(opted_out_scoring=True))
-    assert fhir_get(client, "RiskAssessment", patient=bed.patient_id)["total"] == 0
+    assert fhir_get(reader, "RiskAssessment", patient=bed.patient_id)["total"] == 0
 
 
 @pytest.mark.parametrize(
@@ -132,18 +138,18 @@ def test_shadow_scores_and_opted_out_patients_are_not_served(client, ward):
         ("Flag", 400, "invalid", {"category": "clinical"}),
     ],
 )
-def test_errors_are_operation_outcomes(client, path, status, code, params):
-    body = fhir_get(client, path, status, **params)
+def test_errors_are_operation_outcomes(reader, path, status, code, params):
+    body = fhir_get(reader, path, status, **params)
     assert body["resourceType"] == "OperationOutcome"
     assert body["issue"][0]["code"] == code and body["issue"][0]["diagnostics"]
 
 
-def test_an_unknown_stay_is_an_empty_searchset(client):
-    bundle = fhir_get(client, "RiskAssessment", encounter="nobody", _format="json")
+def test_an_unknown_stay_is_an_empty_searchset(reader):
+    bundle = fhir_get(reader, "RiskAssessment", encounter="nobody", _format="json")
     assert bundle["total"] == 0 and "entry" not in bundle  # FHIR JSON has no empty arrays
 
 
-def test_a_resource_that_fails_validation_is_a_server_error_never_sent(client, ward, monkeypatch):
+def test_a_resource_that_fails_validation_is_a_server_error_never_sent(reader, ward, monkeypatch):
     bed = stay_with_open_sepsis(ward)
     broken = fhir_resources.risk_assessment
 
@@ -152,7 +158,7 @@ def test_a_resource_that_fails_validation_is_a_server_error_never_sent(client, w
 
     monkeypatch.setattr(fhir_resources, "risk_assessment", without_status)
     with pytest.raises(fhir_resources.InvalidResource, match="status"):
-        client.get("/fhir/RiskAssessment", params={"encounter": bed.encounter_id})
+        reader.get("/fhir/RiskAssessment", params={"encounter": bed.encounter_id})
 
 
 # ---------------------------------------------------------------- Flag
@@ -170,44 +176,44 @@ def test_alerts_are_flags_active_while_they_await_an_answer(provider, ward):
     assert sepsis["extension"] == [{"url": fhir_resources.ALERT_STATE_URL, "valueCode": "open"}]
 
 
-def test_a_dismissed_alert_is_an_inactive_flag_with_its_reason(client, ward):
+def test_a_dismissed_alert_is_an_inactive_flag_with_its_reason(reader, ward):
     bed = stay_with_open_sepsis(ward)
     with ward.engine.begin() as conn:
         at = ward_now(conn)
         actor = Actor("dr.snow", "provider")
         workflow.dismiss(conn, bed.sepsis.alert_id, actor, "comfort_care", at=at)
-    flag = fhir_get(client, f"Flag/{bed.sepsis.alert_id}")
+    flag = fhir_get(reader, f"Flag/{bed.sepsis.alert_id}")
     Flag.model_validate(flag)
     assert flag["status"] == "inactive"
     assert flag["period"]["end"] == fhir_resources.instant(at)
     reason = flag["extension"][1]
     assert reason["url"] == fhir_resources.DISMISS_REASON_URL
     assert reason["valueCoding"]["code"] == "comfort_care"
-    by_encounter = fhir_get(client, "Flag", encounter=bed.encounter_id)
+    by_encounter = fhir_get(reader, "Flag", encounter=bed.encounter_id)
     assert str(bed.sepsis.alert_id) in {r["id"] for r in resources(by_encounter)}
 
 
-def test_a_nurses_escalation_is_authored_by_the_nurse(client, ward):
+def test_a_nurses_escalation_is_authored_by_the_nurse(reader, ward):
     with ward.engine.begin() as conn:
         bed = next(b for b in worklist(conn) if b.sepsis is None and b.escalation is None
                    and b.review is None)  # fmt: skip
         nurse = Actor("nurse.nightingale", "nurse")
         alert_id = workflow.escalate(conn, bed.encounter_id, bed.patient_id, nurse,
                                      at=ward_now(conn), note="looks unwell")  # fmt: skip
-    flag = fhir_get(client, f"Flag/{alert_id}")
+    flag = fhir_get(reader, f"Flag/{alert_id}")
     assert flag["author"] == {"display": "nurse.nightingale (nurse)"}
     assert flag["code"]["text"].startswith("Nurse concern")
 
 
-def test_the_capability_statement_lists_what_is_served(client):
-    statement = fhir_get(client, "metadata")
+def test_the_capability_statement_lists_what_is_served(reader):
+    statement = fhir_get(reader, "metadata")
     served = {r["type"] for r in statement["rest"][0]["resource"]}
     assert served == {"RiskAssessment", "Flag", "Observation"}
 
 
 @pytest.mark.parametrize("path", ["RiskAssessment", "Flag"])
-def test_a_search_without_parameters_pages_through_everything_newest_first(client, path):
-    bundle = fhir_get(client, path)
+def test_a_search_without_parameters_pages_through_everything_newest_first(reader, path):
+    bundle = fhir_get(reader, path)
     assert bundle["type"] == "searchset" and bundle["total"] > 0
     ids = [int(entry["resource"]["id"]) for entry in bundle["entry"]]
     assert ids == sorted(ids, reverse=True)

@@ -9,16 +9,17 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from fastapi import Depends, FastAPI
-from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from wardwatch.alerts.records import parse_kind
 from wardwatch.alerts.workflow import Actor, AlertNotFound, IllegalTransition, NotPermitted
 from wardwatch.chart import ChartNotFound
 from wardwatch.explain import WhatIfError
-from wardwatch.web import api, deps, problems
+from wardwatch.security import sessions
+from wardwatch.web import problems
+from wardwatch.web.access import sees_patients
 from wardwatch.web.app import create_app
-from wardwatch.web.deps import DEMO_COOKIE
+from wardwatch.web.auth import wall_clock
 
 PROBLEM = "application/problem+json"
 
@@ -38,7 +39,7 @@ def wardwatch_value_error() -> None:
     parse_kind("no such kind")  # wardwatch's way of saying "bad input"
 
 
-def needs_actor(actor: Actor = Depends(deps.current_actor)) -> dict[str, str]:  # noqa: B008
+def needs_actor(actor: Actor = Depends(sees_patients)) -> dict[str, str]:  # noqa: B008
     return {"user": actor.user_id}
 
 
@@ -62,7 +63,7 @@ def faulty(ward) -> Iterator[TestClient]:
         app.add_api_route(f"/api/faults/{name}", route)
         app.add_api_route(f"/faults/{name}", route)
     app.add_api_route("/faults/needs-actor", needs_actor)
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with TestClient(app, raise_server_exceptions=False, base_url="https://testserver") as client:
         yield client
 
 
@@ -92,8 +93,8 @@ def test_a_method_the_route_does_not_take_is_a_405_problem_with_allow(provider):
     assert response.json()["detail"] == "/api/alerts does not accept DELETE; it accepts GET."
 
 
-def test_a_request_failing_validation_is_a_422_problem_listing_each_error(provider):
-    response = provider.get("/api/quarantine", params={"limit": 0, "offset": -1})
+def test_a_request_failing_validation_is_a_422_problem_listing_each_error(engineer):
+    response = engineer.get("/api/quarantine", params={"limit": 0, "offset": -1})
     assert response.status_code == 422
     assert response.headers["content-type"] == PROBLEM
     body = response.json()
@@ -187,11 +188,13 @@ def test_a_server_error_page_gives_a_reference_and_no_internals(faulty):
     assert re.search(r"Reference: [0-9a-f]{12}", text)
 
 
-def test_a_page_that_needs_a_sign_in_sends_you_to_it(faulty):
+def test_a_page_that_needs_a_sign_in_sends_you_to_it(faulty, ward):
     response = faulty.get("/faults/needs-actor", follow_redirects=False)
     assert response.status_code == 303
     assert response.headers["location"] == "/signin?next=/faults/needs-actor"
-    faulty.cookies.set(DEMO_COOKIE, "dr.snow")
+    with ward.engine.begin() as conn:
+        new = sessions.create_session(conn, "dr.snow", at=wall_clock())
+    faulty.cookies.set(sessions.COOKIE, new.token)
     assert faulty.get("/faults/needs-actor").json() == {"user": "dr.snow"}
 
 
@@ -227,14 +230,8 @@ def test_the_document_describes_problems_as_they_are_sent(client):
             if status.startswith(("4", "5")):
                 assert list(response["content"]) == [PROBLEM], (path, method, status)
         assert "401" in operation["responses"], (path, method)
-        assert operation["security"] == [{"demoSignIn": []}], (path, method)
+        assert operation["security"] == [{"session": []}, {"apiToken": []}], (path, method)
         if "requestBody" in operation:
             assert "400" in operation["responses"], (path, method)
 
 
-def test_every_api_route_declares_the_actor_it_needs():
-    routes = [r for r in api.router.routes if isinstance(r, APIRoute)]
-    assert len(routes) == 11
-    for route in routes:
-        calls = [d.call for d in route.dependant.dependencies]
-        assert deps.current_actor in calls, route.path

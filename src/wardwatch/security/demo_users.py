@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 from argon2 import PasswordHasher
 from sqlalchemy import Connection, Engine
 
-from wardwatch.security import mfa, passwords, users
+from wardwatch.security import mfa, passwords, sessions, users
+from wardwatch.security.sessions import NewSession
 
 DEMO_BY = "demo"
 DEMO_ACCOUNTS: tuple[tuple[str, str, str], ...] = (
@@ -68,6 +69,19 @@ def _account(conn: Connection, user_id: str, role: str, name: str, *, at: dateti
     enrolment = mfa.enrol(conn, user_id, at=at)
     return DemoCredential(user_id, role, name, password, enrolment.secret, enrolment.uri,
                           enrolment.recovery_codes)  # fmt: skip
+
+
+def demo_session(engine: Engine, user_id: str = "dr.snow", *, source: str = "script") -> NewSession:
+    """A session for demo user `user_id` (the accounts are created first if missing), for
+    scripts that drive the demo's pages: screenshots, benchmarks. Never for real accounts."""
+    if user_id not in {account[0] for account in DEMO_ACCOUNTS}:
+        raise ValueError(f"{user_id!r} is not a demo account")
+    at = datetime.now(UTC)
+    with engine.begin() as conn:
+        if users.get_user(conn, user_id) is None:
+            for account in DEMO_ACCOUNTS:
+                _account(conn, *account, at=at, hasher=None)
+        return sessions.create_session(conn, user_id, at=at, source=source)
 
 
 def format_demo_credentials(credentials: list[DemoCredential]) -> str:

@@ -150,7 +150,8 @@ def require_permission(actor: Actor, permission: str) -> None:
     if not has_permission(actor.role, permission):
         roles = " or ".join(sorted(roles_with(permission))) or "nobody"
         raise NotPermitted(
-            f"{actor.user_id} ({actor.role}) lacks {permission!r}: only a {roles} has it"
+            f"{actor.user_id} ({actor.role}) is not allowed to {PERMISSIONS[permission]}: "
+            f"only a {roles} is ({permission})"
         )
 
 

@@ -13,8 +13,12 @@ ingest and the quarantine, for machine clients and the integration engineer's sc
     GET  /quarantine/summary                how much, by reason
     GET  /quarantine/{item_id}              one item with its whole payload
 
-Every route names the actor it needs (`deps.current_actor`; for now the demo sign-in) so the
-security work can require a permission per route. The routes only translate: reads come from
+Every route declares its permission (`access.Require`): people sign in (session cookie, CSRF
+token on writes), machine clients send `Authorization: Bearer` API tokens whose SMART scopes
+name the FHIR resource an endpoint serves (the worklist is `Patient.s`, a chart `Patient.r`,
+scores `RiskAssessment.r`, alerts `Flag.rs`, ingest `Bundle.c` or `Observation.c`).
+Evaluating an alert and reading the quarantine are for people only. Reads of patient data are
+audited. The routes only translate: reads come from
 the same read models as the pages (`ward`, `chart`, `alerts.records`), writes go through the
 alert workflow and the ingest pipeline, and every error becomes a problem (`problems`).
 
@@ -31,7 +35,7 @@ from typing import Annotated, Any
 
 import pydantic_core
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response, Security
-from fastapi.security import APIKeyCookie
+from fastapi.security import APIKeyCookie, HTTPBearer
 from sqlalchemy import Connection, func, select
 from starlette.concurrency import run_in_threadpool
 
@@ -45,10 +49,12 @@ from wardwatch.ingest import fhir
 from wardwatch.ingest.listener import store_unparseable
 from wardwatch.ingest.pipeline import Pipeline, store_parsed
 from wardwatch.scoring import OPTED_OUT
+from wardwatch.security import sessions
 from wardwatch.store.reads import quarantine_counts
 from wardwatch.store.schema import quarantine
 from wardwatch.ward import Bed, beds, worklist
 from wardwatch.web import deps
+from wardwatch.web.access import Require
 from wardwatch.web.api_models import (
     NOT_SCORED_YET,
     Alert,
@@ -82,13 +88,46 @@ MAX_BODY_BYTES = 10 * 1024 * 1024
 FHIR_MEDIA_TYPES = ("application/fhir+json", "application/json")
 PREVIEW_CHARS = 2000  # of each payload in a quarantine list; the item itself has it whole
 
-DEMO_SIGN_IN = APIKeyCookie(
-    name=deps.DEMO_COOKIE, scheme_name="demoSignIn", auto_error=False,
-    description="The demo sign-in: a cookie naming a demo clinician (not authentication).",
+SESSION = APIKeyCookie(
+    name=sessions.COOKIE, scheme_name="session", auto_error=False,
+    description="A person's session (sign in at /signin); writes also need X-CSRF-Token.",
 )  # fmt: skip
-router = APIRouter(dependencies=[Security(DEMO_SIGN_IN)], tags=["api"])
+BEARER = HTTPBearer(
+    scheme_name="apiToken", auto_error=False,
+    description="An API token (`wardwatch users token`), limited by its SMART scopes.",
+)  # fmt: skip
+router = APIRouter(dependencies=[Security(SESSION), Security(BEARER)], tags=["api"])
 
-ActorDep = Annotated[Actor, Depends(deps.current_actor)]
+ListsPatients = Annotated[
+    Actor, Depends(Require("patient.read", scopes=[("Patient", "s")], audit="patient.search"))
+]
+ReadsPatient = Annotated[
+    Actor,
+    Depends(Require("patient.read", scopes=[("Patient", "r")], patient=True, audit="patient.read")),
+]
+ReadsScores = Annotated[
+    Actor,
+    Depends(
+        Require(
+            "patient.read", scopes=[("RiskAssessment", "r")], patient=True, audit="patient.read"
+        )
+    ),
+]
+AsksWhatIf = Annotated[
+    Actor,
+    Depends(Require("whatif", scopes=[("RiskAssessment", "r")], patient=True, audit="what_if")),
+]
+ListsAlerts = Annotated[
+    Actor, Depends(Require("patient.read", scopes=[("Flag", "s")], audit="patient.search"))
+]
+ReadsAlert = Annotated[
+    Actor, Depends(Require("patient.read", scopes=[("Flag", "r")], audit="patient.read"))
+]
+EvaluatesAlert = Annotated[Actor, Depends(Require("alert.evaluate"))]  # a person decides
+Ingests = Annotated[
+    Actor, Depends(Require("ingest.write", scopes=[("Bundle", "c"), ("Observation", "c")]))
+]
+ReadsQuarantine = Annotated[Actor, Depends(Require("quarantine.read", audit="quarantine.read"))]
 ConnDep = Annotated[Connection, Depends(deps.connection)]
 NowDep = Annotated[datetime, Depends(deps.now)]
 ServicesDep = Annotated[Services, Depends(deps.services)]
@@ -105,28 +144,32 @@ Reason = Annotated[str | None, Query(pattern=r"^[a-z0-9_]{1,32}$", description="
 # ---------------------------------------------------------------- patients
 
 
-@router.get("/patients", responses=problem_responses(401, 422))
+@router.get("/patients", responses=problem_responses(401, 403, 422))
 def list_patients(
-    actor: ActorDep, conn: ConnDep, now: NowDep, services: ServicesDep, unit: Unit = None
+    actor: ListsPatients, conn: ConnDep, now: NowDep, services: ServicesDep, unit: Unit = None
 ) -> Worklist:
     """The worklist: every stay on the ward (or on `unit`), highest risk first."""
     found = worklist(conn, at=now, unit=unit, book=services.book)
     return Worklist(at=now, unit=unit, patients=[PatientLine.of(bed) for bed in found])
 
 
-@router.get("/patients/{encounter_id}", responses=problem_responses(401, 404, 422))
+@router.get("/patients/{encounter_id}", responses=problem_responses(401, 403, 404, 422))
 def get_patient(
-    encounter_id: EncounterId, actor: ActorDep, conn: ConnDep, now: NowDep, services: ServicesDep
+    encounter_id: EncounterId,
+    actor: ReadsPatient,
+    conn: ConnDep,
+    now: NowDep,
+    services: ServicesDep,
 ) -> PatientChart:
     """The chart: the worklist line, the starred measurements behind the risk, the alerts."""
     chart = open_chart(conn, encounter_id, services.model, at=now, book=services.book)
     return PatientChart.of(chart)
 
 
-@router.get("/patients/{encounter_id}/scores", responses=problem_responses(401, 404, 422))
+@router.get("/patients/{encounter_id}/scores", responses=problem_responses(401, 403, 404, 422))
 def get_scores(
     encounter_id: EncounterId,
-    actor: ActorDep,
+    actor: ReadsScores,
     conn: ConnDep,
     now: NowDep,
     services: ServicesDep,
@@ -143,11 +186,11 @@ def get_scores(
     return RiskHistory(encounter_id=encounter_id, not_scored_reason=reason, scores=points)
 
 
-@router.post("/patients/{encounter_id}/what-if", responses=problem_responses(401, 404, 422))
+@router.post("/patients/{encounter_id}/what-if", responses=problem_responses(401, 403, 404, 422))
 def ask_what_if(
     encounter_id: EncounterId,
     question: WhatIfQuestion,
-    actor: ActorDep,
+    actor: AsksWhatIf,
     conn: ConnDep,
     now: NowDep,
     services: ServicesDep,
@@ -172,14 +215,16 @@ def _bed(conn: Connection, encounter_id: str, now: datetime, services: Services)
 # ---------------------------------------------------------------- alerts
 
 
-@router.get("/alerts", responses=problem_responses(401))
-def list_alerts(actor: ActorDep, conn: ConnDep) -> AlertList:
+@router.get("/alerts", responses=problem_responses(401, 403))
+def list_alerts(actor: ListsAlerts, conn: ConnDep) -> AlertList:
     """Every open or paused alert on the ward, newest first."""
     return AlertList(alerts=[Alert.of(record) for record in open_alerts(conn)])
 
 
-@router.get("/alerts/{alert_id}", responses=problem_responses(401, 404, 422))
-def get_alert_detail(alert_id: AlertId, actor: ActorDep, conn: ConnDep, now: NowDep) -> AlertDetail:
+@router.get("/alerts/{alert_id}", responses=problem_responses(401, 403, 404, 422))
+def get_alert_detail(
+    alert_id: AlertId, actor: ReadsAlert, conn: ConnDep, now: NowDep
+) -> AlertDetail:
     """One alert with its timeline and, once confirmed, its treatment checklist."""
     return _detail(conn, alert_id, now)
 
@@ -188,7 +233,7 @@ def get_alert_detail(alert_id: AlertId, actor: ActorDep, conn: ConnDep, now: Now
 def evaluate_alert(
     alert_id: AlertId,
     evaluation: Annotated[Evaluation, Body()],
-    actor: ActorDep,
+    actor: EvaluatesAlert,
     conn: ConnDep,
     now: NowDep,
 ) -> AlertDetail:
@@ -241,7 +286,7 @@ _INGEST_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": IngestResult, "description": "Read; nothing new stored (all duplicates, "
           "quarantined or ignored)."},
     201: {"description": "Read; new observations stored."},
-    **problem_responses(400, 401, 413, 415, 422),
+    **problem_responses(400, 401, 403, 413, 415, 422),
 }  # fmt: skip
 
 
@@ -253,7 +298,7 @@ _INGEST_RESPONSES: dict[int | str, dict[str, Any]] = {
         media: {"schema": _FHIR_DOCUMENT} for media in FHIR_MEDIA_TYPES}}},
 )  # fmt: skip
 async def ingest_fhir(
-    request: Request, response: Response, actor: ActorDep, services: ServicesDep
+    request: Request, response: Response, actor: Ingests, services: ServicesDep
 ) -> IngestResult:
     """Store a FHIR R4 document: parse, normalize, gate, store, as every other ingest path.
 
@@ -323,9 +368,9 @@ def _unreadable(pipeline: Pipeline, body: bytes, status: int, reason: str) -> Pr
 # ---------------------------------------------------------------- quarantine
 
 
-@router.get("/quarantine", responses=problem_responses(401, 422))
+@router.get("/quarantine", responses=problem_responses(401, 403, 422))
 def list_quarantine(
-    actor: ActorDep,
+    actor: ReadsQuarantine,
     conn: ConnDep,
     reason: Reason = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -341,15 +386,15 @@ def list_quarantine(
     return QuarantinePage(total=total, limit=limit, offset=offset, reason=reason, items=items)
 
 
-@router.get("/quarantine/summary", responses=problem_responses(401))
-def summarize_quarantine(actor: ActorDep, conn: ConnDep) -> QuarantineSummary:
+@router.get("/quarantine/summary", responses=problem_responses(401, 403))
+def summarize_quarantine(actor: ReadsQuarantine, conn: ConnDep) -> QuarantineSummary:
     """How many items are in quarantine, by reason code."""
     counts = quarantine_counts(conn)
     return QuarantineSummary(total=sum(counts.values()), by_reason=dict(sorted(counts.items())))
 
 
-@router.get("/quarantine/{item_id}", responses=problem_responses(401, 404, 422))
-def get_quarantine_item(item_id: ItemId, actor: ActorDep, conn: ConnDep) -> QuarantineItem:
+@router.get("/quarantine/{item_id}", responses=problem_responses(401, 403, 404, 422))
+def get_quarantine_item(item_id: ItemId, actor: ReadsQuarantine, conn: ConnDep) -> QuarantineItem:
     """One quarantined item with its whole payload, as it was sent."""
     row = conn.execute(_quarantine_query().where(quarantine.c.id == item_id)).mappings().first()
     if row is None:

@@ -19,13 +19,16 @@ from wardwatch.web.deps import Services
 STATIC = Path(__file__).resolve().parent / "static"
 
 
-def create_app(services: Services) -> FastAPI:
+def create_app(services: Services, *, banner: str | None = None) -> FastAPI:
+    """The app serving `services`; `banner`, if given, is shown on every page (the demo says
+    that its patients are sample data and its accounts are for the demo only)."""
     app = FastAPI(
         title="wardwatch",
         summary="Sepsis early warning: worklist, patient chart, alerts, CDS Hooks, FHIR.",
         version="0.1.0",
     )
     app.state.services = services
+    app.state.banner = banner
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(pages.router, include_in_schema=False)  # HTML pages, not an API
     app.include_router(api.router, prefix="/api")

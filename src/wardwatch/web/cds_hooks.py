@@ -55,7 +55,7 @@ from datetime import datetime, timedelta
 from http import HTTPStatus
 from typing import Any, Literal, TypeVar
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Connection, Select, bindparam, func, insert, select
@@ -83,13 +83,17 @@ from wardwatch.store.schema import (
 from wardwatch.store.schema import feedback as feedback_table
 from wardwatch.ward import RECENT, Bed, beds
 from wardwatch.web import cards
-from wardwatch.web.deps import DEMO_COOKIE, DEMO_USERS, Services
+from wardwatch.web.access import Public, RequireAtOnce
+from wardwatch.web.auth import Principal, optional_principal
+from wardwatch.web.deps import Services
 
 _PROBLEM = {"content": {"application/problem+json": {"schema": {"type": "object"}}}}
 router = APIRouter(
     tags=["CDS Hooks"],
     responses={
         400: {"description": "a malformed hook call (problem details)", **_PROBLEM},
+        401: {"description": "no valid client JWT, API token or session", **_PROBLEM},
+        403: {"description": "the caller may not use this service", **_PROBLEM},
         404: {"description": "no such CDS service here (problem details)", **_PROBLEM},
     },
 )
@@ -419,14 +423,27 @@ def base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
+DISCOVERY = Public("CDS Hooks discovery lists our one service and its prefetch: no patient data")
+# A card is a read of one patient's risk; feedback evaluates an alert (the workflow then checks
+# the clinician's role). A CDS client proves itself with its JWT (`auth`), or an API token.
+READS_CARD = RequireAtOnce(
+    "patient.read", scopes=[("RiskAssessment", "r")], cds=True, audit="cds.card"
+)
+GIVES_FEEDBACK = RequireAtOnce("feedback", scopes=[("Flag", "u")], cds=True)
+
+
 @router.get("/cds-services", summary="CDS Hooks discovery")
-def discovery() -> dict[str, Any]:
+def discovery(_: None = Depends(DISCOVERY)) -> dict[str, Any]:
     """The services this CDS server offers: one patient-view service."""
     return {"services": [SERVICE]}
 
 
 @router.post("/cds-services/{service_id}", summary="Call a CDS service (patient-view)")
-async def call_service(service_id: str, request: Request) -> JSONResponse:
+async def call_service(
+    service_id: str,
+    request: Request,
+    _: workflow.Actor = Depends(READS_CARD),  # noqa: B008
+) -> JSONResponse:
     """A patient-view hook call → `{"cards": [...]}`; 400 problem for a malformed call."""
     if service_id != SERVICE_ID:
         return problem(404, f"no CDS service {service_id!r}; this server offers {SERVICE_ID!r}")
@@ -455,10 +472,11 @@ def clinician(user: str) -> workflow.Actor:
     return workflow.Actor(user, "provider" if kind in PROVIDER_TYPES else kind.lower())
 
 
-def feedback_actor(request: Request, body: FeedbackRequest) -> workflow.Actor:
-    signed_in = DEMO_USERS.get(request.cookies.get(DEMO_COOKIE, ""))
-    if signed_in is not None:
-        return signed_in
+def feedback_actor(who: Principal, body: FeedbackRequest) -> workflow.Actor:
+    """The clinician: the person signed in, or the user a trusted CDS client (JWT) or token
+    names in the feedback's extension (the EHR authenticated them, not us)."""
+    if who.session is not None:
+        return who.actor
     user = (body.extension or {}).get(USER_EXTENSION)
     if not isinstance(user, str):
         how = f"the feedback's extension {{{USER_EXTENSION!r}: 'Practitioner/…'}}"
@@ -534,14 +552,20 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
 
 
 @router.post("/cds-services/{service_id}/feedback", summary="CDS Hooks feedback")
-async def feedback(service_id: str, request: Request) -> JSONResponse:
+async def feedback(
+    service_id: str,
+    request: Request,
+    _: workflow.Actor = Depends(GIVES_FEEDBACK),  # noqa: B008
+) -> JSONResponse:
     """Record what a clinician did with a card (see the module docstring); 200 when recorded."""
     if service_id != SERVICE_ID:
         return problem(404, f"no CDS service {service_id!r}; this server offers {SERVICE_ID!r}")
     svc: Services = request.app.state.services
     try:
         body = parse_body(FeedbackRequest, await request.body())
-        actor = feedback_actor(request, body)
+        who = optional_principal(request)
+        assert who is not None  # GIVES_FEEDBACK resolved it
+        actor = feedback_actor(who, body)
         await run_in_threadpool(apply_feedback, svc, body, actor)
     except (LookupError, PermissionError, ValueError) as error:
         status = next(code for kind, code in _STATUS if isinstance(error, kind))

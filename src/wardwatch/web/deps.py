@@ -1,32 +1,27 @@
 """What every route needs, as FastAPI dependencies: a database connection, the active model,
-the alert policy, the ward clock, and who is asking.
+the alert policy, the ward clock. Who is asking is `auth.principal`; what they may do,
+`access.Require`.
 
-Who is asking (`current_actor`) is, until the security work lands, a *demo* sign-in: a cookie
-naming one of the demo clinicians (`DEMO_USERS`), set on the sign-in page. It is not
-authentication — the server binds to localhost by default and says so on every page. Every
-route already declares the actor it needs, so real sessions replace this one function.
+`connection` is one transaction per request. Audit records a route queued (`queue_audit`:
+reads of patient data) are appended just before it commits, last, because appending holds
+the audit chain's head lock until the commit (see `security.audit`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
-from fastapi import Depends, HTTPException, Request
-from sqlalchemy import Connection, Engine
+from fastapi import Depends, Request
+from sqlalchemy import Connection, Engine, select
 
 from wardwatch.alerts.policy import PolicyBook
-from wardwatch.alerts.workflow import Actor
 from wardwatch.clock import ward_now
 from wardwatch.ingest.pipeline import Pipeline
 from wardwatch.model.risk import RiskModel
-
-DEMO_COOKIE = "wardwatch_demo_user"
-DEMO_USERS: dict[str, Actor] = {
-    "nurse.nightingale": Actor("nurse.nightingale", "nurse"),
-    "dr.snow": Actor("dr.snow", "provider"),
-}
+from wardwatch.security import audit
+from wardwatch.store.schema import encounters
 
 
 @dataclass(frozen=True)
@@ -43,25 +38,32 @@ async def services(request: Request) -> Services:  # no I/O: inline, as current_
     return request.app.state.services
 
 
-def connection(svc: Services = Depends(services)) -> Iterator[Connection]:  # noqa: B008
+def connection(request: Request, svc: Services = Depends(services)) -> Iterator[Connection]:  # noqa: B008
     """One transaction per request: committed when the route returns, rolled back on error."""
     with svc.engine.begin() as conn:
         yield conn
+        if pending := getattr(request.state, "audit", None):
+            audit.record_many(conn, _with_patients(conn, pending))
+
+
+def queue_audit(request: Request, event: audit.AuditEvent) -> None:
+    """Append `event` to the audit chain if and when this request's transaction commits."""
+    if not hasattr(request.state, "audit"):
+        request.state.audit = []
+    request.state.audit.append(event)
+
+
+def _with_patients(conn: Connection, events: list[audit.AuditEvent]) -> list[audit.AuditEvent]:
+    """The events, each with the patient of its encounter (the audit trail names both)."""
+    wanted = {e.encounter_id for e in events if e.encounter_id and not e.patient_id}
+    if not wanted:
+        return events
+    query = select(encounters.c.encounter_id, encounters.c.patient_id).where(
+        encounters.c.encounter_id.in_(wanted))  # fmt: skip
+    patient_of = {row.encounter_id: row.patient_id for row in conn.execute(query)}
+    return [e if e.patient_id or not e.encounter_id else
+            replace(e, patient_id=patient_of.get(e.encounter_id)) for e in events]  # fmt: skip
 
 
 def now(conn: Connection = Depends(connection)) -> datetime:  # noqa: B008
     return ward_now(conn)
-
-
-def actor_of(request: Request) -> Actor:
-    """The signed-in clinician (demo sign-in; see the module docstring). 401 when none."""
-    actor = DEMO_USERS.get(request.cookies.get(DEMO_COOKIE, ""))
-    if actor is None:
-        raise HTTPException(status_code=401, detail="sign in first")
-    return actor
-
-
-async def current_actor(request: Request) -> Actor:
-    """`actor_of` as a dependency; async because it does no I/O, so FastAPI runs it inline
-    instead of in its thread pool (a hop per dependency per request adds up at 200 req/s)."""
-    return actor_of(request)

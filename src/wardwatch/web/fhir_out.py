@@ -12,7 +12,9 @@ ids, "unknown" observation status) are in `wardwatch.fhir_resources`. Here: the 
 and FHIR's error and search conventions. Every body is validated with fhir.resources' R4B
 models before it leaves (an invalid one is our bug: a 500, never a malformed 200) and sent as
 `application/fhir+json`. Errors are OperationOutcomes: 404 for an id we do not have, 400 for a
-search we cannot run (no subject, an unknown or repeated parameter, a bad number).
+search we cannot run (no subject, an unknown or repeated parameter, a bad number), 401
+without a valid token or session, 403 when the token's SMART scopes do not cover the resource
+(`system/RiskAssessment.rs`, `user/Flag.r`, ...). Every read is audited.
 
 What is not served, on purpose: shadow-model scores (never shown, by design) and the scores of
 a patient who opted out of AI scoring (the worklist hides their risk; so does FHIR). Their
@@ -42,10 +44,24 @@ from wardwatch.alerts.records import (
     find_alerts,
     get_alert,
 )
+from wardwatch.alerts.workflow import Actor
 from wardwatch.ingest.psv import MEASURED
 from wardwatch.store.schema import alerts, observations, patients, scores
 from wardwatch.ward import band, unit_threshold
+from wardwatch.web.access import Public, Require
 from wardwatch.web.deps import Services, connection, services
+
+RISKASSESSMENT_SEARCH = Require(
+    "patient.read", scopes=[("RiskAssessment", "s")], audit="patient.search"
+)
+RISKASSESSMENT_READ = Require(
+    "patient.read", scopes=[("RiskAssessment", "r")], audit="patient.read"
+)
+FLAG_SEARCH = Require("patient.read", scopes=[("Flag", "s")], audit="patient.search")
+FLAG_READ = Require("patient.read", scopes=[("Flag", "r")], audit="patient.read")
+OBSERVATION_READ = Require("patient.read", scopes=[("Observation", "r")], audit="patient.read")
+CAPABILITIES = Public("FHIR servers publish their CapabilityStatement: no patient data in it")
+UNKNOWN_PATH = Public("answers 404 (an OperationOutcome) and reads nothing")
 
 
 class FHIRJSONResponse(JSONResponse):
@@ -58,6 +74,8 @@ router = APIRouter(
     default_response_class=FHIRJSONResponse,
     responses={
         400: {"description": "OperationOutcome: a search this server cannot run", **_OUTCOME},
+        401: {"description": "OperationOutcome: no valid session or API token", **_OUTCOME},
+        403: {"description": "OperationOutcome: the token's scopes do not allow it", **_OUTCOME},
         404: {"description": "OperationOutcome: no such resource here", **_OUTCOME},
     },
 )
@@ -206,6 +224,7 @@ def _risk_search(request: Request) -> tuple[Select, int, int]:
 @router.get("/RiskAssessment", summary="Search scores as RiskAssessments")
 def search_risk_assessments(
     request: Request,
+    _: Actor = Depends(RISKASSESSMENT_SEARCH),  # noqa: B008
     conn: Connection = Depends(connection),  # noqa: B008
     svc: Services = Depends(services),  # noqa: B008
 ) -> JSONResponse:
@@ -226,6 +245,7 @@ def search_risk_assessments(
 @router.get("/RiskAssessment/{resource_id}", summary="Read one score as a RiskAssessment")
 def read_risk_assessment(
     resource_id: str,
+    _: Actor = Depends(RISKASSESSMENT_READ),  # noqa: B008
     conn: Connection = Depends(connection),  # noqa: B008
     svc: Services = Depends(services),  # noqa: B008
 ) -> JSONResponse:
@@ -257,6 +277,7 @@ def _flag(conn: Connection, alert: AlertRecord) -> fhir.Resource:
 @router.get("/Flag", summary="Search alerts as Flags")
 def search_flags(
     request: Request,
+    _: Actor = Depends(FLAG_SEARCH),  # noqa: B008
     conn: Connection = Depends(connection),  # noqa: B008
 ) -> JSONResponse:
     try:
@@ -277,6 +298,7 @@ def search_flags(
 @router.get("/Flag/{resource_id}", summary="Read one alert as a Flag")
 def read_flag(
     resource_id: str,
+    _: Actor = Depends(FLAG_READ),  # noqa: B008
     conn: Connection = Depends(connection),  # noqa: B008
 ) -> JSONResponse:
     if not resource_id.isdigit() or len(resource_id) > 18:
@@ -294,6 +316,7 @@ def read_flag(
 @router.get("/Observation/{resource_id}", summary="Read one stored measurement")
 def read_observation(
     resource_id: str,
+    _: Actor = Depends(OBSERVATION_READ),  # noqa: B008
     conn: Connection = Depends(connection),  # noqa: B008
 ) -> JSONResponse:
     row_id = fhir.observation_row_id(resource_id)
@@ -306,14 +329,14 @@ def read_observation(
 
 
 @router.get("/metadata", summary="CapabilityStatement")
-def metadata(request: Request) -> JSONResponse:
+def metadata(request: Request, _: None = Depends(CAPABILITIES)) -> JSONResponse:
     searches = {"RiskAssessment": _RISK_SEARCH, "Flag": _FLAG_SEARCH, "Observation": ()}
     version = request.app.version
     return fhir_response(fhir.capability_statement(_base(request), version, searches))
 
 
 @router.get("/{path:path}", include_in_schema=False)
-def unsupported(path: str) -> JSONResponse:
+def unsupported(path: str, _: None = Depends(UNKNOWN_PATH)) -> JSONResponse:
     """Anything else under /fhir: a FHIR 404, not an HTML or problem page."""
     return outcome(404, "not-supported", f"{path!r} is not served here; this server offers "
                    "RiskAssessment, Flag and Observation (see /fhir/metadata)")  # fmt: skip

@@ -4,15 +4,16 @@ Server-rendered HTML (Jinja2) that works without JavaScript; htmx (vendored) onl
 the worklist's rows every few seconds and answers what-if questions in place. Every form is a
 plain POST that redirects back (303) after it acted, so a reload never repeats an action.
 
-Routes and the actor each one needs (see `access`):
+Routes and what each one needs (see `access`):
 
-    GET  /                    anyone       → the worklist
-    GET  /signin, POST /signin, POST /signout
-                              anyone       demo sign-in (a cookie naming a demo clinician)
-    GET  /ward                signed_in    the unit worklist, highest risk first
-    GET  /ward/rows           signed_in    its rows (the htmx refresh)
-    GET  /model               signed_in    the active model's card
-    POST /feedback            signed_in    free-text feedback about a page
+    GET  /                    Public       → the page for the role (worklist, or model card)
+    GET  /signin, POST /signin
+                              Public       password + TOTP (or a recovery code)
+    POST /signout             SignedIn     ends this session (`?everywhere=1`: all of them)
+    GET  /ward                patient.read the unit worklist, highest risk first (audited)
+    GET  /ward/rows           patient.read its rows (the htmx refresh; not a new read)
+    GET  /model               SignedIn     the active model's card
+    POST /feedback            feedback     free-text feedback about a page
     /patients/...             see `patient_page`
 """
 
@@ -34,58 +35,103 @@ from wardwatch import ward
 from wardwatch.alerts.workflow import Actor
 from wardwatch.lru import LRU
 from wardwatch.model.artifact import SHIPPED, load_card, model_version, verified_files
+from wardwatch.security import login, roles, sessions
+from wardwatch.security.audit import AuditEvent
 from wardwatch.store.schema import feedback
 from wardwatch.web import patient_page, views
-from wardwatch.web.access import FormError, PageRoute, anyone, local_path, signed_in
-from wardwatch.web.deps import DEMO_COOKIE, DEMO_USERS, Services, connection, now, services
+from wardwatch.web.access import (
+    FormError,
+    PageRoute,
+    Public,
+    Require,
+    local_path,
+    sees_patients,
+    signed_in_person,
+)
+from wardwatch.web.auth import Principal, client_address, csrf_protected, wall_clock
+from wardwatch.web.deps import Services, connection, now, queue_audit, services
 from wardwatch.web.rendering import render, templates
 
 router = APIRouter(route_class=PageRoute, default_response_class=HTMLResponse)
 router.include_router(patient_page.router)
 
 FEEDBACK_LIMIT = 4000  # characters: a paragraph or two, not a document
+views_worklist = Require("patient.read", audit="worklist.read")
+sends_feedback = Require("feedback")
+sign_in_page = Public("the sign-in page shows nothing but the form")
 
 
 # ---------------------------------------------------------------- sign-in
 
 
+def home_of(actor: Actor) -> str:
+    """Where a person lands after signing in: the worklist if their role sees patients."""
+    return "/ward" if roles.has_permission(actor.role, "patient.read") else "/model"
+
+
 @router.get("/")
-def home(_: Annotated[None, Depends(anyone)]) -> RedirectResponse:
-    return RedirectResponse("/ward", status_code=303)
+def home(request: Request, _: Annotated[None, Depends(Public("a redirect, nothing shown"))]
+         ) -> RedirectResponse:  # fmt: skip
+    return RedirectResponse("/ward" if request.cookies.get(sessions.COOKIE) else "/signin",
+                            status_code=303)  # fmt: skip
 
 
 @router.get("/signin")
 def signin_page(
     request: Request,
-    _: Annotated[None, Depends(anyone)],
-    next: str = "/ward",
+    _: Annotated[None, Depends(sign_in_page)],
+    next: str = "",
 ) -> HTMLResponse:
     return _signin(request, next)
 
 
-def _signin(request: Request, target: str, error: str = "", status_code: int = 200) -> HTMLResponse:
-    context = {"users": DEMO_USERS, "next": local_path(target), "error": error}
+def _signin(request: Request, target: str, error: str = "", user: str = "",
+            status_code: int = 200) -> HTMLResponse:  # fmt: skip
+    context = {"next": local_path(target, ""), "error": error, "user": user}
     return render(request, "signin.html", None, context, status_code=status_code)
 
 
 @router.post("/signin")
 def signin(
     request: Request,
-    _: Annotated[None, Depends(anyone)],
-    user: Annotated[str, Form()] = "",
-    next: Annotated[str, Form()] = "/ward",
+    _: Annotated[None, Depends(sign_in_page)],
+    conn: Annotated[Connection, Depends(connection)],
+    user: Annotated[str, Form(max_length=200)] = "",
+    password: Annotated[str, Form(max_length=1000)] = "",
+    code: Annotated[str, Form(max_length=100)] = "",
+    next: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
-    if user not in DEMO_USERS:
-        return _signin(request, next, "Choose one of the demo clinicians.", status_code=422)
-    response = RedirectResponse(local_path(next), status_code=303)
-    response.set_cookie(DEMO_COOKIE, user, httponly=True, samesite="lax")
+    """Password and second factor; a session cookie on success. Failures are counted and
+    committed (the lockout needs them), and say no more than "wrong user, password or code"."""
+    result = login.authenticate(conn, user, password, code, at=wall_clock(),
+                                source=client_address(request))  # fmt: skip
+    if not result.ok or result.session is None or result.user is None:
+        return _signin(request, next, result.reason, user=user[:64], status_code=401)
+    target = local_path(next, home_of(result.user.actor))
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(**sessions.cookie_kwargs(result.session.token))
     return response
 
 
 @router.post("/signout")
-def signout(_: Annotated[None, Depends(anyone)]) -> RedirectResponse:
+def signout(
+    request: Request,
+    who: Annotated[Principal, Depends(csrf_protected)],
+    _: Annotated[Actor, Depends(signed_in_person)],
+    conn: Annotated[Connection, Depends(connection)],
+    everywhere: bool = False,
+) -> RedirectResponse:
+    """End this session, or (`everywhere`) every session of this person."""
+    if everywhere:
+        sessions.revoke_all(conn, who.actor.user_id, at=wall_clock(), source=who.source)
+    elif who.session_token:
+        sessions.revoke(conn, who.session_token, at=wall_clock())
+        session_id = who.session.session_id[:12] if who.session else ""
+        queue_audit(request, AuditEvent(action="logout", actor=who.actor.user_id,
+                                        role=who.actor.role, object=f"session/{session_id}",
+                                        source=who.source))  # fmt: skip
     response = RedirectResponse("/signin", status_code=303)
-    response.delete_cookie(DEMO_COOKIE)
+    response.delete_cookie(**sessions.delete_cookie_kwargs())
     return response
 
 
@@ -122,7 +168,8 @@ def _rows_html(key: tuple, context: dict) -> Markup:
 @router.get("/ward")
 def worklist(
     request: Request,
-    actor: Annotated[Actor, Depends(signed_in)],
+    actor: Annotated[Actor, Depends(views_worklist)],
+    who: Annotated[Principal, Depends(csrf_protected)],
     conn: Annotated[Connection, Depends(connection)],
     at: Annotated[datetime, Depends(now)],
     svc: Annotated[Services, Depends(services)],
@@ -131,7 +178,7 @@ def worklist(
     """The unit worklist, highest risk first (the rows refresh themselves every 5 s)."""
     started = time.perf_counter()
     context = _worklist_context(conn, svc, at, _unit(unit))
-    page_key = (context["key"], actor.user_id, actor.role)
+    page_key = (context["key"], actor.user_id, actor.role, who.csrf_token)  # per session
     kept = _PAGES.get(page_key)
     if kept is None:
         everyone = ward.worklist(conn, at=at, book=svc.book)  # kept: no query when unchanged
@@ -144,7 +191,7 @@ def worklist(
 @router.get("/ward/rows")
 def worklist_rows(
     request: Request,
-    actor: Annotated[Actor, Depends(signed_in)],
+    actor: Annotated[Actor, Depends(sees_patients)],
     conn: Annotated[Connection, Depends(connection)],
     at: Annotated[datetime, Depends(now)],
     svc: Annotated[Services, Depends(services)],
@@ -181,7 +228,7 @@ def _card() -> tuple[dict, Markup, str]:
 @router.get("/model")
 def model_card(
     request: Request,
-    actor: Annotated[Actor, Depends(signed_in)],
+    actor: Annotated[Actor, Depends(signed_in_person)],
     svc: Annotated[Services, Depends(services)],
 ) -> HTMLResponse:
     """The active model's card: what it is for, how it was validated, its limits."""
@@ -196,7 +243,7 @@ def model_card(
 
 @router.post("/feedback")
 def send_feedback(
-    actor: Annotated[Actor, Depends(signed_in)],
+    actor: Annotated[Actor, Depends(sends_feedback)],
     conn: Annotated[Connection, Depends(connection)],
     at: Annotated[datetime, Depends(now)],
     text: Annotated[str, Form()] = "",

@@ -8,8 +8,9 @@ assessment and escalate a concern from the same page.
 
 Routes and the permission each declares (see `access`):
 
-    GET  /patients/{id}                                   signed_in
-    POST /patients/{id}/what-if                           signed_in
+    GET  /patients/{id}                                   reads_chart   (audited read)
+    POST /patients/{id}/what-if                           asks_what_if  (audited)
+    POST /patients/{id}/break-glass                       may_break_glass
     POST /patients/{id}/alerts/{alert}/confirm            may_confirm   (provider)
     POST /patients/{id}/alerts/{alert}/dismiss            may_dismiss   (provider)
     POST /patients/{id}/alerts/{alert}/pause              may_pause     (provider)
@@ -31,7 +32,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 
 from wardwatch.alerts import workflow
 from wardwatch.alerts.records import get_alert
@@ -46,20 +47,23 @@ from wardwatch.chart import Chart, ChartNotFound, open_chart, stay_history
 from wardwatch.explain import WhatIf, WhatIfError, what_if
 from wardwatch.features import FeatureError
 from wardwatch.ingest.psv import MEASURED
+from wardwatch.security import break_glass
+from wardwatch.store.schema import encounters
 from wardwatch.terminology import wording
 from wardwatch.ward import Bed, beds
 from wardwatch.web import views
 from wardwatch.web.access import (
     FormError,
     PageRoute,
+    Require,
     may_assess,
     may_complete_item,
     may_confirm,
     may_dismiss,
     may_escalate,
     may_pause,
-    signed_in,
 )
+from wardwatch.web.auth import client_address, wall_clock
 from wardwatch.web.deps import Services, connection, now, services
 from wardwatch.web.rendering import render
 
@@ -80,6 +84,9 @@ DONE: Mapping[str, str] = {
     "item": "Checklist item marked done.",
 }
 OPTED_OUT = "This patient opted out of AI scoring: no risk is computed or shown."
+reads_chart = Require("patient.read", patient=True, audit="patient.read")
+asks_what_if = Require("whatif", patient=True, audit="what_if")
+may_break_glass = Require("break_glass")
 
 
 # ---------------------------------------------------------------- the page
@@ -89,7 +96,7 @@ OPTED_OUT = "This patient opted out of AI scoring: no risk is computed or shown.
 def patient(
     request: Request,
     encounter_id: str,
-    actor: Annotated[Actor, Depends(signed_in)],
+    actor: Annotated[Actor, Depends(reads_chart)],
     conn: Annotated[Connection, Depends(connection)],
     at: Annotated[datetime, Depends(now)],
     svc: Annotated[Services, Depends(services)],
@@ -116,6 +123,27 @@ def _page(
     return render(request, "patient.html", actor, context, status_code=status_code)
 
 
+@router.post("/patients/{encounter_id}/break-glass")
+def open_by_breaking_glass(
+    request: Request,
+    encounter_id: str,
+    actor: Annotated[Actor, Depends(may_break_glass)],
+    conn: Annotated[Connection, Depends(connection)],
+    reason: Annotated[str, Form(max_length=2000)] = "",
+) -> RedirectResponse:
+    """Open one record for an hour with a written reason; governance reviews every grant."""
+    if not conn.execute(select(encounters.c.encounter_id).where(
+            encounters.c.encounter_id == encounter_id)).first():  # fmt: skip
+        raise ChartNotFound(f"There is no stay {encounter_id!r}.")
+    try:
+        # the wall clock, not the ward clock: like every access control (see `auth`)
+        break_glass.break_glass(conn, actor, encounter_id, reason, wall_clock(),
+                                source=client_address(request))  # fmt: skip
+    except ValueError as error:
+        raise FormError(str(error)) from None
+    return RedirectResponse(f"/patients/{quote(encounter_id, safe='')}", status_code=303)
+
+
 # ---------------------------------------------------------------- what-if
 
 
@@ -123,7 +151,7 @@ def _page(
 def ask_what_if(
     request: Request,
     encounter_id: str,
-    actor: Annotated[Actor, Depends(signed_in)],
+    actor: Annotated[Actor, Depends(asks_what_if)],
     conn: Annotated[Connection, Depends(connection)],
     at: Annotated[datetime, Depends(now)],
     svc: Annotated[Services, Depends(services)],

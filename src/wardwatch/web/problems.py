@@ -41,6 +41,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException
 
+from wardwatch import fhir_resources
 from wardwatch.alerts.workflow import AlertNotFound, IllegalTransition, NotPermitted
 from wardwatch.chart import ChartNotFound
 from wardwatch.explain import WhatIfError
@@ -108,7 +109,10 @@ def is_problem_path(path: str) -> bool:
 
 
 def problem_response(request: Request, problem: ProblemException) -> Response:
-    """The problem as JSON for machine paths, as the HTML error page for people."""
+    """The problem as JSON for machine paths, as the HTML error page for people, and as an
+    OperationOutcome under /fhir (a FHIR client reads nothing else)."""
+    if request.url.path.startswith("/fhir/"):
+        return _operation_outcome(problem)
     if not is_problem_path(request.url.path):
         return _html_error(request, problem)
     body = {
@@ -120,6 +124,16 @@ def problem_response(request: Request, problem: ProblemException) -> Response:
         **problem.extensions,
     }
     return JSONResponse(body, problem.status, headers=problem.headers, media_type=MEDIA_TYPE)
+
+
+_FHIR_CODES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 422: "invalid"}
+
+
+def _operation_outcome(problem: ProblemException) -> Response:
+    code = _FHIR_CODES.get(problem.status, "exception")
+    resource = fhir_resources.validate(fhir_resources.operation_outcome(code, problem.detail))
+    return JSONResponse(resource, problem.status, headers=problem.headers,
+                        media_type=fhir_resources.FHIR_JSON)  # fmt: skip
 
 
 def _html_error(request: Request, problem: ProblemException) -> Response:

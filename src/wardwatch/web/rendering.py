@@ -25,7 +25,6 @@ from wardwatch.alerts.workflow import Actor
 from wardwatch.terminology import wording
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-DEMO_BANNER = "Demo sign-in — not for real patients"
 
 # Band: a shape and a word as well as a colour, so it reads without colour vision.
 BANDS: Mapping[str, tuple[str, str]] = {
@@ -112,7 +111,7 @@ def _environment() -> jinja2.Environment:
                        minutes=minutes, with_unit=wording.with_unit,
                        ago=wording.ago, number=wording.number,
                        unit=vital_unit)  # fmt: skip
-    env.globals.update(BANDS=BANDS, TRENDS=TRENDS, DEMO_BANNER=DEMO_BANNER)
+    env.globals.update(BANDS=BANDS, TRENDS=TRENDS)
     return env
 
 
@@ -128,11 +127,14 @@ def render(
     status_code: int = 200,
     headers: Mapping[str, str] | None = None,
 ) -> HTMLResponse:
-    """A template as an HTML response; every page gets the actor (for the header)."""
+    """A template as an HTML response; every page gets the actor (for the header) and the
+    session's CSRF token (for its forms, and for htmx in a header: see base.html)."""
+    who = getattr(request.state, "principal", None)
+    csrf = who.csrf_token if who is not None else ""
     return templates.TemplateResponse(
         request,
         name,
-        {"actor": actor, **context},
+        {"actor": actor, "csrf_token": csrf, **context},
         status_code=status_code,
         headers=dict(headers or {}),
     )
