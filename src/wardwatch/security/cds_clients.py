@@ -16,7 +16,9 @@ us forge the EHR's tokens). The keys are registered, not fetched from a `jku` he
 server makes no outbound requests, and a key from a URL named by the token itself proves
 nothing unless the URL is on an allow-list, which is what registering the keys already is.
 
-Registering a client is an administrator's act (`wardwatch cds-clients add`), audited.
+Registering a client is an administrator's act (`wardwatch cds-clients add`), audited, and
+so is disabling one (`wardwatch cds-clients disable`): its JWTs are refused from then on, and
+its row stays, so the audit trail's `cds:<iss>` actors keep a name.
 """
 
 from __future__ import annotations
@@ -27,11 +29,23 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import jwt
-from sqlalchemy import Boolean, Column, Connection, String, Table, Text, delete, insert, select
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    String,
+    Table,
+    Text,
+    delete,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from wardwatch.alerts.records import utc_time
 from wardwatch.security import audit
+from wardwatch.security.users import role_of
 from wardwatch.store.schema import UtcDateTime, metadata
 
 ALGORITHMS = ("ES384", "RS384", "ES256", "RS256", "ES512", "RS512", "PS384", "PS256")
@@ -96,6 +110,53 @@ def register_client(conn: Connection, iss: str, name: str, jwks: str | dict[str,
     event = audit.AuditEvent(action="cds_client.add", actor=by, role="admin",
                              object=f"cds_client/{iss}", at=at, source="cli")  # fmt: skip
     audit.record(conn, event)
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredClient:
+    """A registered CDS client, as an administrator lists it."""
+
+    iss: str
+    name: str
+    enabled: bool
+    key_ids: tuple[str, ...]  # the `kid` of each registered public key ("" when none)
+    created_at: datetime
+    created_by: str
+
+
+def list_clients(conn: Connection) -> list[RegisteredClient]:
+    """Every registered client, disabled ones included, oldest first."""
+    query = select(cds_clients).order_by(cds_clients.c.created_at, cds_clients.c.iss)
+    return [
+        RegisteredClient(row.iss, row.name, row.enabled, _key_ids(row.jwks), row.created_at,
+                         row.created_by)
+        for row in conn.execute(query)
+    ]  # fmt: skip
+
+
+def _key_ids(jwks: str) -> tuple[str, ...]:
+    return tuple(str(key.get("kid", "")) for key in json.loads(jwks).get("keys", []))
+
+
+def disable_client(conn: Connection, iss: str, *, at: datetime, by: str,
+                   source: str = "cli") -> bool:  # fmt: skip
+    """Refuse `iss`'s JWTs from now on; True if it was enabled, LookupError if unknown."""
+    result = conn.execute(
+        update(cds_clients).where(cds_clients.c.iss == iss, cds_clients.c.enabled.is_(True))
+        .values(enabled=False)
+    )  # fmt: skip
+    if result.rowcount == 0 and not _registered(conn, iss):
+        raise LookupError(f"no CDS client {iss!r} is registered")
+    event = audit.AuditEvent(action="cds_client.disable", actor=by[:64], role=role_of(conn, by),
+                             object=f"cds_client/{iss}", at=at, source=source[:64],
+                             detail={"count": result.rowcount})  # fmt: skip
+    audit.record(conn, event)
+    return result.rowcount == 1
+
+
+def _registered(conn: Connection, iss: str) -> bool:
+    found = conn.execute(select(cds_clients.c.iss).where(cds_clients.c.iss == iss)).first()
+    return found is not None
 
 
 def _header_and_claims(token: str) -> tuple[dict[str, Any], dict[str, Any]]:

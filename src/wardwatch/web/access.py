@@ -54,7 +54,7 @@ from wardwatch.web.auth import (
     Principal,
     csrf_protected,
     optional_principal,
-    principal,
+    resolve_principal,
     wall_clock,
 )
 from wardwatch.web.deps import Services, connection, queue_audit, services
@@ -189,7 +189,7 @@ class RequireAtOnce(Require):
         svc: Services = Depends(services),  # noqa: B008
     ) -> Actor:
         with svc.engine.begin() as conn:
-            who = principal(request, conn)
+            who = resolve_principal(request, conn)
             self._allowed(who)
             if self.audit:
                 audit.record(conn, self._read(request, who, None))

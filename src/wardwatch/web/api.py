@@ -94,7 +94,7 @@ SESSION = APIKeyCookie(
 )  # fmt: skip
 BEARER = HTTPBearer(
     scheme_name="apiToken", auto_error=False,
-    description="An API token (`wardwatch users token`), limited by its SMART scopes.",
+    description="An API token (`wardwatch tokens issue`), limited by its SMART scopes.",
 )  # fmt: skip
 router = APIRouter(dependencies=[Security(SESSION), Security(BEARER)], tags=["api"])
 

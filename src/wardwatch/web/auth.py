@@ -30,7 +30,7 @@ from wardwatch.security import cds_clients, sessions, tokens
 from wardwatch.security.cds_clients import CdsClient
 from wardwatch.security.sessions import CSRF_FORM_FIELD, CSRF_HEADER, Session
 from wardwatch.security.tokens import ApiToken
-from wardwatch.web.deps import connection
+from wardwatch.web.deps import Services, services
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 POLLING_TRIGGERS = frozenset({"worklist-rows"})  # htmx element ids that refresh by themselves
@@ -117,8 +117,19 @@ def _session_principal(request: Request, conn: Connection, source: str) -> Princ
     return Principal(session.actor, source, session=session, session_token=cookie)
 
 
-def principal(request: Request, conn: Connection = Depends(connection)) -> Principal:  # noqa: B008
-    """The signed-in person or the token's client; 401 when there is neither."""
+def principal(request: Request, svc: Services = Depends(services)) -> Principal:  # noqa: B008
+    """The signed-in person or the token's client; 401 when there is neither.
+
+    Checked in a short transaction of its own, committed at once: noting a session's or a
+    token's last use writes, and on SQLite a write held until the request ends would lock
+    out the routes that write through transactions of their own (ingest, the CDS service).
+    """
+    with svc.engine.begin() as conn:
+        return resolve_principal(request, conn)
+
+
+def resolve_principal(request: Request, conn: Connection) -> Principal:
+    """`principal`, in the caller's transaction."""
     source = client_address(request)
     value = _bearer(request)
     if value is None:
