@@ -23,6 +23,7 @@ from wardwatch.store import engine_from_settings, init_db
 
 if TYPE_CHECKING:  # imported lazily below: `wardwatch --help` must not load the model stack
     from wardwatch.alerts.watch import Round, Watcher
+    from wardwatch.model.serving import ServingModels
     from wardwatch.replay import Tick
 
 app = typer.Typer(
@@ -40,12 +41,16 @@ app.add_typer(quarantine_app, name="quarantine")
 
 
 def _register_security(root: typer.Typer) -> None:
-    """Users, consent, export and audit commands live beside the security code they drive."""
+    """Users, machine clients, consent, export and audit commands live beside the security
+    code they drive."""
     from wardwatch.security.audit_cli import audit_app
+    from wardwatch.security.clients_cli import cds_clients_app, tokens_app
     from wardwatch.security.export_cli import consent_app, export_command
     from wardwatch.security.users_cli import users_app
 
     root.add_typer(users_app, name="users")
+    root.add_typer(tokens_app, name="tokens")
+    root.add_typer(cds_clients_app, name="cds-clients")
     root.add_typer(consent_app, name="consent")
     root.add_typer(audit_app, name="audit")
     root.command("export")(export_command)
@@ -56,6 +61,7 @@ _register_security(app)
 
 def _register_governance(root: typer.Typer) -> None:
     """Monitoring, fairness and site-adaptation commands live beside the code they drive."""
+    from wardwatch.model.registry_cli import models_app
     from wardwatch.monitor.cli import register as register_monitor
     from wardwatch.monitor.fairness_cli import register as register_fairness
     from wardwatch.site.calibrate_cli import register as register_calibrate_site
@@ -63,6 +69,7 @@ def _register_governance(root: typer.Typer) -> None:
     register_fairness(root)
     register_calibrate_site(root)
     register_monitor(root)
+    root.add_typer(models_app, name="models")
 
 
 _register_governance(app)
@@ -196,6 +203,16 @@ def mllp(
     scoring: Annotated[
         bool, typer.Option(help="score stays and raise alerts as results arrive")
     ] = True,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="serve TLS with this certificate (PEM, chain after it)")
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option(help="the certificate's private key (PEM, unencrypted)")
+    ] = None,
+    tls_client_ca: Annotated[
+        Path | None,
+        typer.Option(help="require client certificates signed by this CA (PEM): mutual TLS"),
+    ] = None,
 ) -> None:
     """Listen for HL7 v2 ORU^R01 results over MLLP.
 
@@ -204,15 +221,30 @@ def mllp(
     (same MSH-10) is acknowledged and not stored twice. With scoring on (the default), ward
     rounds run in the background: a stay with new results is scored within seconds of the
     ACK, and every stay on the ward at least every 15 minutes.
+
+    With `--tls-cert` and `--tls-key` the listener speaks TLS (1.2 or later) only; add
+    `--tls-client-ca` to accept only senders whose certificate that CA signed (mutual TLS,
+    as interface engines are usually connected). Without TLS, keep it on a trusted network.
     """
+    from wardwatch.ingest import mllp_tls
     from wardwatch.ingest.listener import hl7_handler
     from wardwatch.ingest.mllp import run_forever
 
+    try:  # before anything starts: a bad certificate is found at once, not at the first sender
+        context = mllp_tls.from_options(tls_cert, tls_key, tls_client_ca)
+    except mllp_tls.TLSSetupError as error:
+        raise fail(str(error), mllp_tls.HINT.format(command="mllp")) from None
+    if context is None and not mllp_tls.is_loopback(host):
+        errors.print(f"[yellow]note:[/] HL7 v2 over plain TCP on {host}: results cross the "
+                     "network unencrypted; use --tls-cert/--tls-key or a VPN")  # fmt: skip
     pipeline = _pipeline()
     watcher = _watcher(pipeline).start() if scoring else None
-    console.print(f"listening for HL7 v2 over MLLP on {host}:{port} (Ctrl-C to stop)")
+    transport = "MLLP" if context is None else "MLLP over TLS"
+    if tls_client_ca is not None:
+        transport += " (client certificates required)"
+    console.print(f"listening for HL7 v2 over {transport} on {host}:{port} (Ctrl-C to stop)")
     try:
-        run_forever(host, port, hl7_handler(pipeline))
+        run_forever(host, port, hl7_handler(pipeline), ssl=context)
     except KeyboardInterrupt:
         console.print("stopped")
     finally:
@@ -220,15 +252,23 @@ def mllp(
             watcher.stop()
 
 
+def _serving(pipeline: Pipeline) -> ServingModels:
+    """The registry's models in service (the shipped model made active on a fresh store)."""
+    from wardwatch.model.serving import ServingModels
+
+    serving = ServingModels.of(pipeline.engine)
+    serving.on_problem = lambda message: errors.print(f"[bold red]model registry:[/] {message}")
+    return serving
+
+
 def _watcher(pipeline: Pipeline) -> Watcher:
     from wardwatch.alerts.policy import load_policy_book
     from wardwatch.alerts.watch import Watcher
-    from wardwatch.model.artifact import load_shipped_model
 
     def report(error: Exception) -> None:
         errors.print(f"[bold red]scoring failed, retrying:[/] {error}")
 
-    return Watcher(pipeline.engine, load_shipped_model(), load_policy_book(), on_error=report)
+    return Watcher(pipeline.engine, _serving(pipeline), load_policy_book(), on_error=report)
 
 
 @app.command()
@@ -280,7 +320,6 @@ def replay(
     separate one for a replay of real past data.
     """
     from wardwatch.alerts.policy import load_policy_book
-    from wardwatch.model.artifact import load_shipped_model
     from wardwatch.replay import Replay, ReplayError, load_replay_cohort, parse_speed, plan_replay
 
     try:
@@ -289,7 +328,7 @@ def replay(
     except ReplayError as error:
         raise fail(str(error), "give a directory or .tar.gz of PhysioNet .psv files") from None
     pipeline = _pipeline()
-    runner = Replay(pipeline, load_shipped_model(), plan, speed=factor, book=load_policy_book())
+    runner = Replay(pipeline, _serving(pipeline), plan, speed=factor, book=load_policy_book())
     columns = (TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[note]}"))  # fmt: skip
     with Progress(*columns, console=console) as bar:
@@ -544,26 +583,50 @@ def serve_command(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
     scoring: Annotated[bool, typer.Option(help="run ward rounds in the background")] = True,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="serve HTTPS with this certificate (PEM, chain after it)")
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option(help="the certificate's private key (PEM, unencrypted)")
+    ] = None,
 ) -> None:
     """Serve the web app: worklist, patient pages, JSON API, CDS Hooks and FHIR out.
 
     Reads the configured database (WARDWATCH_HOME or WARDWATCH_DATABASE_URL) with the shipped
     model and the alert policy of the settings file. With scoring on, stays with new data are
     scored and alerted within seconds, and every stay on the ward every 15 minutes.
+
+    Session cookies are `Secure`: browsers send them over HTTPS, and over plain HTTP only to
+    localhost. To serve other machines, give `--tls-cert` and `--tls-key`, or listen on
+    127.0.0.1 behind a reverse proxy that terminates TLS.
     """
     import uvicorn
 
     from wardwatch.alerts.policy import load_policy_book
-    from wardwatch.model.artifact import load_shipped_model
+    from wardwatch.ingest import mllp_tls
     from wardwatch.web.app import create_app
     from wardwatch.web.deps import Services
 
+    try:  # uvicorn would load the pair only after the model, with a traceback: check it first
+        tls = mllp_tls.from_options(tls_cert, tls_key) is not None
+    except mllp_tls.TLSSetupError as error:
+        raise fail(str(error), mllp_tls.HINT.format(command="serve")) from None
+    if not tls and not mllp_tls.is_loopback(host):
+        errors.print(
+            f"[bold yellow]WARNING:[/] serving plain HTTP on {host}. Session cookies are Secure, "
+            "so browsers will not send them over plain HTTP except to localhost: nobody can "
+            "sign in from another machine, and tokens cross the network readable. Put TLS "
+            "here (--tls-cert, --tls-key) or in a reverse proxy in front (and listen on "
+            "127.0.0.1)."
+        )
     pipeline = _pipeline()
     watcher = _watcher(pipeline).start() if scoring else None
-    services = Services(pipeline.engine, load_shipped_model(), load_policy_book(), pipeline)
-    console.print(f"serving on http://{host}:{port}/ (Ctrl-C to stop)")
+    models = watcher.model if watcher is not None else _serving(pipeline)
+    services = Services(pipeline.engine, models, load_policy_book(), pipeline)
+    console.print(f"serving on http{'s' if tls else ''}://{host}:{port}/ (Ctrl-C to stop)")
     try:
-        uvicorn.run(create_app(services), host=host, port=port, log_level="warning")
+        uvicorn.run(create_app(services), host=host, port=port, log_level="warning",
+                    ssl_certfile=tls_cert, ssl_keyfile=tls_key)  # fmt: skip
     finally:
         if watcher is not None:
             watcher.stop()

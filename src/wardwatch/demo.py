@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from wardwatch.ingest.pipeline import IngestSummary, Pipeline
-from wardwatch.model.artifact import load_shipped_model
+from wardwatch.model.serving import ServingModels
 from wardwatch.replay import Replay, ReplaySummary, Tick, load_replay_cohort, plan_replay
 from wardwatch.settings import Settings
 from wardwatch.store import init_db, open_engine
@@ -74,9 +74,9 @@ def start_ward(
 ) -> DemoWard:
     """Plan the replay of the sample patients and play its first hours at full speed."""
     cohort = load_replay_cohort(sample_patients())
-    replay = Replay(
-        pipeline, load_shipped_model(), plan_replay(cohort, stagger_hours=STAGGER_HOURS)
-    )
+    # The registry's models in service: a promotion or rollback shows in the running demo.
+    models = ServingModels.of(pipeline.engine)
+    replay = Replay(pipeline, models, plan_replay(cohort, stagger_hours=STAGGER_HOURS))
     with Progress(TextColumn("replaying the first hours"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[note]}"), console=console) as bar:  # fmt: skip
         task = bar.add_task("replay", total=warm_up_hours + 1, note="")

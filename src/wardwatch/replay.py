@@ -30,6 +30,7 @@ from wardwatch.clock import clear_ward_clock, set_ward_clock
 from wardwatch.ingest import psv
 from wardwatch.ingest.pipeline import IngestSummary, Pipeline, store_batch
 from wardwatch.model.risk import RiskModel
+from wardwatch.model.serving import ServingModels
 from wardwatch.store.cohort import HOUR
 
 OnTick = Callable[["Tick"], None]
@@ -108,12 +109,13 @@ def plan_replay(
 
 
 class Replay:
-    """Runs a plan tick by tick through `pipeline`, scoring with `model`."""
+    """Runs a plan tick by tick through `pipeline`, scoring with `model` (a fixed model, or
+    the registry's models in service: then promotions and rollbacks apply from the next tick)."""
 
     def __init__(
         self,
         pipeline: Pipeline,
-        model: RiskModel,
+        model: RiskModel | ServingModels,
         plan: ReplayPlan,
         *,
         speed: float | None = None,

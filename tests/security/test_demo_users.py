@@ -19,7 +19,7 @@ def test_demo_users_can_sign_in(engine):
     creds = create_demo_users(engine, at=T0, hasher=HASHER)
     assert {(c.user_id, c.role) for c in creds} >= {("nurse.nightingale", "nurse"),
                                                     ("dr.snow", "provider")}  # fmt: skip
-    assert {c.role for c in creds} == {"nurse", "provider", "auditor", "admin"}
+    assert {c.role for c in creds} == {"nurse", "provider", "auditor", "admin", "data_scientist"}
     for cred in creds:
         assert sign_in(engine, cred).ok, cred.user_id
 

@@ -20,14 +20,16 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, select
 
 from wardwatch.alerts import workflow
 from wardwatch.alerts.policy import Action, AlertMemory, Decision, PolicyBook, Situation, decide
 from wardwatch.alerts.records import latest_alerts
 from wardwatch.alerts.signs import describe_signs, organ_dysfunction
 from wardwatch.clock import ward_now
+from wardwatch.model import registry
 from wardwatch.model.risk import RiskModel
+from wardwatch.model.serving import Lineup, ServingModels, lineup_of
 from wardwatch.scoring import (
     ScoredStays,
     advance_mark,
@@ -36,6 +38,7 @@ from wardwatch.scoring import (
     present_stays,
     score_stays,
 )  # fmt: skip
+from wardwatch.store.schema import encounters
 
 _KINDS = (workflow.Kind.SEPSIS, workflow.Kind.REVIEW)
 ROUND_BATCH = 1000
@@ -60,21 +63,50 @@ class Round:
     changes: list[Change]
 
 
-def ward_round(conn: Connection, model: RiskModel, book: PolicyBook, at: datetime) -> Round:
+def ward_round(
+    conn: Connection, models: RiskModel | ServingModels, book: PolicyBook, at: datetime
+) -> Round:
     """Score every stay with unscored observations or on the ward at `at`, then alert.
 
     Run after ingest and on a timer (an hour passing changes the model's input: every
-    "hours since measured" grows); one transaction, so scores, mark and alerts agree. Stays
+    "hours since measured" grows); one transaction, so scores, marks and alerts agree. Stays
     are scored `ROUND_BATCH` at a time, so a bulk ingest of thousands of stays stays within
-    memory.
+    memory. With the registry's `ServingModels`, each stay is scored by its scope's active
+    model and by that scope's shadows (stored as shadow scores: never shown, never alerting);
+    the lineup is re-read every round, so a promotion or rollback applies from the next one.
     """
-    due, newest = due_stays(conn, model.version)
-    stays = sorted(set(due) | set(present_stays(conn, at)))
-    parts = [score_stays(conn, model, stays[i : i + ROUND_BATCH], at=at)
-             for i in range(0, len(stays), ROUND_BATCH)]  # fmt: skip
-    advance_mark(conn, model.version, newest)
+    lineup = lineup_of(conn, models)
+    everyone = [*lineup.active.values(), *(m for ms in lineup.shadows.values() for m in ms)]
+    due = [due_stays(conn, model.version) for model in everyone]
+    newest = max(n for _, n in due)
+    stays = sorted({s for found, _ in due for s in found} | set(present_stays(conn, at)))
+    parts = []
+    for scope, ids in _by_scope(conn, lineup, stays).items():
+        parts += _batches(conn, lineup.active[scope], ids, at, "active")
+        for shadow in lineup.shadows.get(scope, []):
+            _batches(conn, shadow, ids, at, "shadow")  # stored; no alert policy on them
+    for model in everyone:
+        advance_mark(conn, model.version, newest)
     changes = [change for part in parts for change in watch(conn, part, book)]
     return Round(at, ScoredStays.joined(parts), changes)
+
+
+def _batches(conn: Connection, model: RiskModel, stays: list[str], at: datetime,
+             role: str) -> list[ScoredStays]:  # fmt: skip
+    return [score_stays(conn, model, stays[i : i + ROUND_BATCH], at=at, role=role)
+            for i in range(0, len(stays), ROUND_BATCH)]  # fmt: skip
+
+
+def _by_scope(conn: Connection, lineup: Lineup, stays: list[str]) -> dict[str, list[str]]:
+    """The stays of each scope in service (a unit with its own active model, else hospital)."""
+    if len(lineup.active) == 1 or not stays:
+        return {registry.HOSPITAL: stays} if stays else {}
+    query = select(encounters.c.encounter_id, encounters.c.unit)
+    unit_of = {row.encounter_id: row.unit for row in conn.execute(query)}
+    grouped: dict[str, list[str]] = {}
+    for stay in stays:
+        grouped.setdefault(lineup.scope_of(unit_of.get(stay)), []).append(stay)
+    return grouped
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +251,7 @@ class Watcher:
     def __init__(
         self,
         engine: Engine,
-        model: RiskModel,
+        model: RiskModel | ServingModels,
         book: PolicyBook,
         *,
         poll: float = 2.0,
@@ -254,7 +286,8 @@ class Watcher:
         if time.monotonic() - self._last_round >= self.interval:
             return True
         with self.engine.connect() as conn:
-            return has_unscored(conn, self.model.version)
+            lineup = lineup_of(conn, self.model)
+            return any(has_unscored(conn, m.version) for m in lineup.active.values())
 
     def _run(self) -> None:
         while not self._stop.wait(self.poll):

@@ -58,6 +58,11 @@ ACTIONS: Mapping[str, str] = {
     "token.issue": "an API token was issued (detail: client, owner, scopes; never the token)",
     "token.revoke": "API tokens were revoked (one by id, or every token of a user)",
     "cds_client.add": "an administrator registered a CDS Hooks client (an EHR) as trusted",
+    "cds_client.disable": "an administrator stopped trusting a CDS Hooks client (JWTs refused)",
+    "model.register": "a model version was registered (checksummed artifact, card, lineage)",
+    "model.shadow": "a model version started scoring in shadow (stored, never shown)",
+    "model.unshadow": "a model version stopped scoring in shadow",
+    "model.retire": "a model version was taken out of eligibility",
     # patient privacy
     "break_glass": "a person opened a patient's record without the usual permission",
     "break_glass.review": "an auditor reviewed a break-the-glass access",

@@ -1,9 +1,10 @@
-"""Demo accounts: a nurse, a provider, an auditor and an administrator, for `wardwatch demo`.
+"""Demo accounts: a nurse, a provider, an auditor (governance), an administrator and a data
+scientist, for `wardwatch demo`.
 
 Their passwords and TOTP secrets are random on every run and printed for the person running
 the demo, clearly marked DEMO ONLY. Random, not fixed, because a fixed demo password is
 exactly what an attacker tries first on a demo that was left running on a real network.
-Running the demo again resets the same four accounts (new password, new TOTP secret,
+Running the demo again resets the same accounts (new password, new TOTP secret,
 enabled, lockout cleared) rather than failing on "user exists".
 """
 
@@ -25,6 +26,7 @@ DEMO_ACCOUNTS: tuple[tuple[str, str, str], ...] = (
     ("dr.snow", "provider", "Dr John Snow (demo provider)"),
     ("auditor.ada", "auditor", "Ada Lovelace (demo auditor)"),
     ("admin.root", "admin", "Demo administrator"),
+    ("ds.fisher", "data_scientist", "Ronald Fisher (demo data scientist)"),
 )
 
 

@@ -60,6 +60,7 @@ def init_db(engine: Engine) -> None:
     The security tables live beside the code that owns them; importing those modules puts
     them on the shared metadata (imported here, lazily: they import the store themselves).
     """
+    from wardwatch.model import registry  # noqa: F401 (its tables join the shared metadata)
     from wardwatch.monitor import notices  # noqa: F401 (its tables join the shared metadata)
     from wardwatch.security import tables
     from wardwatch.security.audit import install_guards

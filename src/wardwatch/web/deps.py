@@ -20,21 +20,34 @@ from wardwatch.alerts.policy import PolicyBook
 from wardwatch.clock import ward_now
 from wardwatch.ingest.pipeline import Pipeline
 from wardwatch.model.risk import RiskModel
+from wardwatch.model.serving import ServingModels
 from wardwatch.security import audit
 from wardwatch.store.schema import encounters
 
 
 @dataclass(frozen=True)
 class Services:
-    """Everything the app was started with (stored on `app.state.services`)."""
+    """Everything the app was started with (stored on `app.state.services`).
+
+    `models` is a fixed model (tests, offline tools) or the registry's `ServingModels`, in
+    which case `model` is whatever the registry has active now: a promotion or rollback shows
+    on the next request, without a restart.
+    """
 
     engine: Engine
-    model: RiskModel
+    models: RiskModel | ServingModels
     book: PolicyBook
     pipeline: Pipeline
 
+    @property
+    def model(self) -> RiskModel:
+        """The hospital's active model (explanations, what-if, the card)."""
+        if isinstance(self.models, RiskModel):
+            return self.models
+        return self.models.current(self.engine).hospital
 
-async def services(request: Request) -> Services:  # no I/O: inline, as current_actor
+
+async def services(request: Request) -> Services:  # no I/O: run inline, not in the thread pool
     return request.app.state.services
 
 
