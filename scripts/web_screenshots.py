@@ -83,8 +83,9 @@ def _shoot(site: str, chromium: str, out: Path, token: str) -> None:
             executable_path=chromium, headless=True, args=CHROMIUM_ARGS
         )
         page = browser.new_page(viewport={"width": WIDTH, "height": 1000})
-        cookie = {"name": sessions.COOKIE, "value": token, "url": site, "secure": True,
-                  "httpOnly": True, "sameSite": "Lax"}  # fmt: skip
+        # A __Host- cookie must name its domain and path "/" (a url= cookie is refused).
+        cookie = {"name": sessions.COOKIE, "value": token, "domain": "127.0.0.1", "path": "/",
+                  "secure": True, "httpOnly": True, "sameSite": "Lax"}  # fmt: skip
         page.context.add_cookies([cookie])
         page.goto(f"{site}/ward")
         page.screenshot(path=out / "worklist.png")

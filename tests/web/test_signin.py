@@ -46,9 +46,12 @@ def test_password_and_totp_sign_in_sets_a_host_only_secure_httponly_cookie(clien
     assert page.status_code == 200 and "Signed in as <strong>dr.snow</strong>" in page.text
 
 
-def test_a_person_who_does_not_see_patients_lands_on_the_model_card(client, totp_secrets):
+def test_a_person_who_does_not_see_patients_lands_on_their_own_page(client, totp_secrets):
     code = pyotp.TOTP(totp_secrets["auditor.ada"]).now()
     response = sign_in_form(client, "auditor.ada", PASSWORD, code)
+    assert response.headers["location"] == "/governance"
+    code = pyotp.TOTP(totp_secrets["admin.root"]).now()
+    response = sign_in_form(client, "admin.root", PASSWORD, code)
     assert response.headers["location"] == "/model"
 
 

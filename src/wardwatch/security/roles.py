@@ -9,8 +9,10 @@ the whole policy in one screen, and every route and API endpoint names one permi
                           whatif, feedback, break_glass
     provider (physician)  the nurse's, plus alert.evaluate (confirm, dismiss, pause)
     integration_engineer  quarantine.read, ingest.write, break_glass
-    data_scientist        cohort.deidentified.read, model.manage — never identified data
-    auditor (governance)  audit.read, break_glass.review, model.promote
+    data_scientist        cohort.deidentified.read, model.manage, governance.read,
+                          monitor.acknowledge — never identified data
+    auditor (governance)  audit.read, break_glass.review, model.promote, governance.read,
+                          monitor.acknowledge
     admin                 users.manage, break_glass — no patient.read: an administrator sees
                           a patient only by breaking the glass, which is flagged for review
     system                the scoring loop and ingest: alert.resume, ingest.write
@@ -51,6 +53,10 @@ PERMISSIONS: Mapping[str, str] = {
     "users.manage": "add, disable and enable users, reset their MFA, change roles",
     "break_glass": "open one patient's record without the usual permission, with a reason",
     "break_glass.review": "review break-the-glass accesses",
+    "governance.read": (
+        "see the governance dashboard: registry, drift, fairness, incidents; no patient data"
+    ),
+    "monitor.acknowledge": "acknowledge a drift notice as reviewed, with what was decided",
 }
 
 _CLINICIAN = frozenset(
@@ -69,8 +75,18 @@ MATRIX: Mapping[str, frozenset[str]] = {
     "nurse": _CLINICIAN,
     "provider": _CLINICIAN | {"alert.evaluate"},
     "integration_engineer": frozenset({"quarantine.read", "ingest.write", "break_glass"}),
-    "data_scientist": frozenset({"cohort.deidentified.read", "model.manage"}),
-    "auditor": frozenset({"audit.read", "break_glass.review", "model.promote"}),
+    "data_scientist": frozenset(
+        {"cohort.deidentified.read", "model.manage", "governance.read", "monitor.acknowledge"}
+    ),
+    "auditor": frozenset(
+        {
+            "audit.read",
+            "break_glass.review",
+            "model.promote",
+            "governance.read",
+            "monitor.acknowledge",
+        }
+    ),
     "admin": frozenset({"users.manage", "break_glass"}),
     "system": frozenset({"alert.resume", "ingest.write"}),
 }

@@ -32,13 +32,14 @@ from markupsafe import Markup
 from sqlalchemy import Connection, insert
 
 from wardwatch import ward
+from wardwatch.alerts.records import deployment_silent
 from wardwatch.alerts.workflow import Actor
 from wardwatch.lru import LRU
 from wardwatch.model.artifact import SHIPPED, load_card, model_version, verified_files
 from wardwatch.security import login, roles, sessions
 from wardwatch.security.audit import AuditEvent
 from wardwatch.store.schema import feedback
-from wardwatch.web import patient_page, views
+from wardwatch.web import governance_page, patient_page, views
 from wardwatch.web.access import (
     FormError,
     PageRoute,
@@ -48,12 +49,20 @@ from wardwatch.web.access import (
     sees_patients,
     signed_in_person,
 )
-from wardwatch.web.auth import Principal, client_address, csrf_protected, wall_clock
+from wardwatch.web.auth import (
+    NotSignedIn,
+    Principal,
+    client_address,
+    csrf_protected,
+    resolve_principal,
+    wall_clock,
+)
 from wardwatch.web.deps import Services, connection, now, queue_audit, services
 from wardwatch.web.rendering import render, templates
 
 router = APIRouter(route_class=PageRoute, default_response_class=HTMLResponse)
 router.include_router(patient_page.router)
+router.include_router(governance_page.router)
 
 FEEDBACK_LIMIT = 4000  # characters: a paragraph or two, not a document
 views_worklist = Require("patient.read", audit="worklist.read")
@@ -65,15 +74,26 @@ sign_in_page = Public("the sign-in page shows nothing but the form")
 
 
 def home_of(actor: Actor) -> str:
-    """Where a person lands after signing in: the worklist if their role sees patients."""
-    return "/ward" if roles.has_permission(actor.role, "patient.read") else "/model"
+    """Where a person lands after signing in: the worklist if their role sees patients, the
+    governance dashboard if it reads that, else the model card."""
+    if roles.has_permission(actor.role, "patient.read"):
+        return "/ward"
+    return "/governance" if roles.has_permission(actor.role, "governance.read") else "/model"
 
 
 @router.get("/")
-def home(request: Request, _: Annotated[None, Depends(Public("a redirect, nothing shown"))]
-         ) -> RedirectResponse:  # fmt: skip
-    return RedirectResponse("/ward" if request.cookies.get(sessions.COOKIE) else "/signin",
-                            status_code=303)  # fmt: skip
+def home(
+    request: Request,
+    _: Annotated[None, Depends(Public("a redirect, nothing shown"))],
+    svc: Annotated[Services, Depends(services)],
+) -> RedirectResponse:
+    """The signed-in person's own page (`home_of`), else the sign-in page."""
+    try:
+        with svc.engine.begin() as conn:
+            target = home_of(resolve_principal(request, conn).actor)
+    except NotSignedIn:
+        target = "/signin"
+    return RedirectResponse(target, status_code=303)
 
 
 @router.get("/signin")
@@ -145,7 +165,7 @@ def _unit(unit: str | None) -> str | None:
 def _worklist_context(conn: Connection, svc: Services, at: datetime, unit: str | None) -> dict:
     beds = ward.worklist(conn, at=at, unit=unit, book=svc.book)
     context = {"beds": beds, "unit": unit, "now": at, "alert_badges": views.alert_badges,
-               "score_lag": views.score_lag}  # fmt: skip
+               "score_lag": views.score_lag, "silent": deployment_silent(conn)}  # fmt: skip
     context["key"] = ward.worklist_key(conn, at=at, unit=unit, book=svc.book)
     context["rows_html"] = _rows_html(context["key"], context)
     return context
