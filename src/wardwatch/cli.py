@@ -61,15 +61,19 @@ _register_security(app)
 
 def _register_governance(root: typer.Typer) -> None:
     """Monitoring, fairness and site-adaptation commands live beside the code they drive."""
+    from wardwatch.alerts.silent_cli import deployment_app
     from wardwatch.model.registry_cli import models_app
     from wardwatch.monitor.cli import register as register_monitor
     from wardwatch.monitor.fairness_cli import register as register_fairness
+    from wardwatch.monitor.report_cli import register as register_report
     from wardwatch.site.calibrate_cli import register as register_calibrate_site
 
     register_fairness(root)
     register_calibrate_site(root)
     register_monitor(root)
+    register_report(root)
     root.add_typer(models_app, name="models")
+    root.add_typer(deployment_app, name="deployment")
 
 
 _register_governance(app)
@@ -467,9 +471,10 @@ def train(
     population, test-split figures overall and per subgroup, limitations, and lineage: data
     hash, code commit, libraries, parameters, split rule) and `figures.json`.
 
-    The new model is **not active**: nothing scores patients with it until it is promoted
-    (the model registry comes later). Use it with `wardwatch evaluate --data DATA --model
-    DIR` or `wardwatch predict-psv IN OUT --model DIR`.
+    The new model is **not active**: nothing scores patients with it until it is registered
+    (`wardwatch models register DIR --by USER`), run in shadow (`wardwatch models shadow`)
+    and promoted through the gates (`wardwatch models promote`). Offline, use it with
+    `wardwatch evaluate --data DATA --model DIR` or `wardwatch predict-psv IN OUT --model DIR`.
     """
     from rich.progress import SpinnerColumn
 

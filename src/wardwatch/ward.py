@@ -27,11 +27,18 @@ from rich.table import Table
 from sqlalchemy import Connection, Engine, Row, Select, func, select
 
 from wardwatch.alerts.policy import PolicyBook
-from wardwatch.alerts.records import AlertRecord, latest_alerts
+from wardwatch.alerts.records import AlertRecord, deployment_silent, latest_alerts
 from wardwatch.clock import ward_now
 from wardwatch.lru import LRU
 from wardwatch.scoring import MAX_STAY_DAYS, NOT_BEDDED
-from wardwatch.store.schema import alert_events, encounters, observations, patients, scores
+from wardwatch.store.schema import (
+    alert_events,
+    deployment_mode,
+    encounters,
+    observations,
+    patients,
+    scores,
+)
 from wardwatch.terminology import wording
 
 VITALS = ("HR", "SBP", "MAP", "Temp", "Resp", "O2Sat")
@@ -161,6 +168,7 @@ def _fingerprint(conn: Connection) -> tuple:
         select(func.min(patients.c.patient_id)).where(opted_out).scalar_subquery(),
         select(func.max(patients.c.patient_id)).where(opted_out).scalar_subquery(),
         select(func.max(encounters.c.created_at)).scalar_subquery(),
+        select(deployment_mode.c.since).scalar_subquery(),  # silent mode on or off
     )
     return tuple(conn.execute(query).one())
 
@@ -182,9 +190,10 @@ def _beds(conn: Connection, stays: list[Row], at: datetime, book: PolicyBook | N
     if not stays:
         return []
     ids = [stay.encounter_id for stay in stays]
-    recent = _recent_scores(conn, ids, at)
+    silent = deployment_silent(conn)  # silent mode: no risk and no alert reach clinicians
+    recent = {} if silent else _recent_scores(conn, ids, at)
     vitals = _latest_vitals(conn, stays, at)
-    alerts = latest_alerts(conn, ids)
+    alerts = {} if silent else latest_alerts(conn, ids, shown_only=True)
     book = book or PolicyBook()
     found = [_bed(stay, recent.get(stay.encounter_id, []), vitals, alerts, at, book)
              for stay in stays]  # fmt: skip

@@ -157,3 +157,30 @@ def test_a_unit_scope_scores_its_own_stays_only(pipeline, engine, cohort, tmp_pa
         rows = conn.execute(select(scores.c.model_version, scores.c.unit)
                             .where(scores.c.model_version == entry.version)).all()  # fmt: skip
     assert rows and {unit for _, unit in rows} == {"MICU"}
+
+
+def test_a_site_configuration_sets_the_live_thresholds_from_the_next_round(
+    pipeline, engine, cohort
+):
+    from wardwatch.site.config import SiteConfig
+    from wardwatch.site.registry import activate_site_config
+
+    serving = ServingModels.of(engine)
+    replay = Replay(pipeline, serving, plan_replay(cohort, stagger_hours=1.0, end=END))
+    replay.run(last=6)
+    shipped = load_shipped_model().version
+    quiet = SiteConfig(model_version=shipped, thresholds={"ICU": 0.99, "MICU": 0.99,
+                       "SICU": 0.99}, method="test: nobody alerts", data_hash="sha256:test",
+                       created="2026-11-22")  # fmt: skip
+    with engine.begin() as conn:
+        activate_site_config(conn, quiet, reason="a budget the committee chose", **GOV)
+        before = conn.execute(select(func.count()).select_from(alerts)).scalar()
+    replay.run(first=7, last=40)
+    with engine.connect() as conn:
+        after = conn.execute(select(func.count()).where(alerts.c.kind == "sepsis")).scalar()
+        trail = [r.action for r in audit.records(conn)]
+    assert after <= before  # no new sepsis alert: every unit's threshold is 0.99
+    assert "site_config.activate" in trail
+    with engine.connect() as conn:
+        lineup = serving.lineup(conn)
+    assert lineup.policy(load_shipped_model(), PolicyBook()) != PolicyBook()

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from wardwatch.store.schema import alert_events, alerts
+from wardwatch.store.schema import alert_events, alerts, deployment_mode
 
 
 class State(StrEnum):
@@ -74,6 +74,7 @@ class AlertRecord:
     updated_at: datetime
     closed_at: datetime | None
     closed_risk: float | None
+    silent: bool = False  # a would-be alert of silent mode (`alerts.silent`): never shown
 
     @property
     def active(self) -> bool:
@@ -86,6 +87,7 @@ class AlertRecord:
         values["reasons"] = tuple(json.loads(row["reasons"]))
         values["pause_until_new_data"] = bool(row["pause_until_new_data"])
         values["escalated"] = bool(row["escalated"])
+        values["silent"] = bool(row.get("silent", False))
         return cls(**values)
 
 
@@ -132,11 +134,21 @@ def alert_events_for(conn: Connection, alert_id: int) -> list[dict[str, Any]]:
     return [dict(row) for row in conn.execute(query.order_by(alert_events.c.id)).mappings()]
 
 
+def deployment_silent(conn: Connection) -> bool:
+    """Whether the deployment is in silent mode (`alerts.silent`)."""
+    query = select(deployment_mode.c.silent).where(deployment_mode.c.id == 1)
+    return conn.execute(query).scalar() is True
+
+
 def latest_alerts(
-    conn: Connection, encounter_ids: Iterable[str]
+    conn: Connection, encounter_ids: Iterable[str], *, shown_only: bool = False
 ) -> dict[tuple[str, str], AlertRecord]:
-    """The newest alert of each kind of each encounter, keyed (encounter_id, kind)."""
+    """The newest alert of each kind of each encounter, keyed (encounter_id, kind).
+
+    `shown_only` leaves out the would-be alerts of silent mode (`alerts.silent`)."""
     query = select(alerts).where(alerts.c.encounter_id.in_(list(encounter_ids)))
+    if shown_only:
+        query = query.where(alerts.c.silent.is_(False))
     latest: dict[tuple[str, str], AlertRecord] = {}
     for row in conn.execute(query.order_by(alerts.c.alert_id)).mappings():
         record = AlertRecord.from_row(row)

@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Engine, select
 
 from wardwatch.alerts import workflow
 from wardwatch.alerts.policy import Action, AlertMemory, Decision, PolicyBook, Situation, decide
-from wardwatch.alerts.records import latest_alerts
+from wardwatch.alerts.records import deployment_silent, latest_alerts
 from wardwatch.alerts.signs import describe_signs, organ_dysfunction
 from wardwatch.clock import ward_now
 from wardwatch.model import registry
@@ -80,14 +80,17 @@ def ward_round(
     due = [due_stays(conn, model.version) for model in everyone]
     newest = max(n for _, n in due)
     stays = sorted({s for found, _ in due for s in found} | set(present_stays(conn, at)))
-    parts = []
+    parts, changes = [], []
     for scope, ids in _by_scope(conn, lineup, stays).items():
-        parts += _batches(conn, lineup.active[scope], ids, at, "active")
+        active = lineup.active[scope]
+        scored = _batches(conn, active, ids, at, "active")
         for shadow in lineup.shadows.get(scope, []):
             _batches(conn, shadow, ids, at, "shadow")  # stored; no alert policy on them
+        policy = lineup.policy(active, book)  # the site's thresholds, if it set its own
+        changes += [change for part in scored for change in watch(conn, part, policy)]
+        parts += scored
     for model in everyone:
         advance_mark(conn, model.version, newest)
-    changes = [change for part in parts for change in watch(conn, part, book)]
     return Round(at, ScoredStays.joined(parts), changes)
 
 
@@ -144,7 +147,10 @@ def watch(conn: Connection, scored: ScoredStays, book: PolicyBook) -> list[Chang
     if not len(scored):
         return []
     signs = _signs_at_scored_hours(scored.wide)
-    latest = latest_alerts(conn, scored.scores["encounter_id"])
+    # While silent, the policy remembers its would-be alerts (their suppression is part of
+    # what silent mode measures); once live, it forgets them (`alerts.silent`).
+    shown_only = not deployment_silent(conn)
+    latest = latest_alerts(conn, scored.scores["encounter_id"], shown_only=shown_only)
     changes = []
     for row in scored.scores.to_dict("records"):
         score = _Score.of(row)

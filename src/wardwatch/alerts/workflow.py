@@ -53,7 +53,14 @@ from wardwatch.alerts.checklist import SCREENING_QUESTIONS as SCREENING_QUESTION
 from wardwatch.alerts.checklist import ChecklistItem, is_concern, screening_answers
 from wardwatch.alerts.checklist import ItemStatus as ItemStatus
 from wardwatch.alerts.records import ACTIVE as ACTIVE  # re-exported: callers use workflow.*
-from wardwatch.alerts.records import ACTIVE_STATES, find_alerts, get_alert, parse_kind, utc_time
+from wardwatch.alerts.records import (
+    ACTIVE_STATES,
+    deployment_silent,
+    find_alerts,
+    get_alert,
+    parse_kind,
+    utc_time,
+)
 from wardwatch.alerts.records import AlertNotFound as AlertNotFound
 from wardwatch.alerts.records import AlertRecord as AlertRecord
 from wardwatch.alerts.records import Kind as Kind
@@ -252,6 +259,7 @@ def _insert_alert(
         )
     row |= {"kind": kind.value, "state": State.OPEN.value, "opened_at": opened_at}
     row |= {"reasons": _reasons(row["reasons"]), "updated_at": opened_at}
+    row["silent"] = deployment_silent(conn)  # a would-be alert: never shown (alerts.silent)
     alert_id = int(conn.execute(insert(alerts).values(**row)).inserted_primary_key[0])
     alert = get_alert(conn, alert_id)
     _record(conn, actor, opened_at, **_about(alert, action) | {"from_state": None}, note=note)

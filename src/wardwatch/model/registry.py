@@ -214,18 +214,20 @@ def _event(conn: Connection, action: str, version: str, *, by: str, role: str, a
         "reason": reason,
         "detail": json.dumps(detail, sort_keys=True, default=str) if detail else None,
     }
+    row["action"] = action.removeprefix("model.")  # the registry's own history: "promote"
     conn.execute(insert(model_events).values(**row))
     small = {k: v for k, v in {"scope": scope, "previous": previous, "override":
              (detail or {}).get("override")}.items() if v}  # fmt: skip
     audit.record(conn, audit.AuditEvent(
-        action=f"model.{action}", actor=by, role=role, object=f"model/{version}",
+        action=action, actor=by, role=role, object=f"model/{version}",
         detail={**small, "reason": reason[:300]} if reason else small or None, at=at,
         source=source,
     ))  # fmt: skip
-    _bump(conn)
+    bump_generation(conn)
 
 
-def _bump(conn: Connection) -> None:
+def bump_generation(conn: Connection) -> None:
+    """Tell the scoring service the lineup changed (models, or their site configurations)."""
     if conn.execute(update(registry_state).values(generation=registry_state.c.generation + 1)
                     ).rowcount == 0:  # fmt: skip
         conn.execute(insert(registry_state).values(id=1, generation=1))
@@ -267,7 +269,7 @@ def _insert(conn: Connection, version: str, artifact: str, files: dict[str, byte
         card=json.dumps(card), lineage=json.dumps(lineage), threshold=str(spec["threshold"]),
         registered_at=at, registered_by=by,
     ))  # fmt: skip
-    _event(conn, "register", version, by=by, role=role, at=at, reason=label)
+    _event(conn, "model.register", version, by=by, role=role, at=at, reason=label)
     return get_model(conn, version)
 
 
@@ -280,7 +282,7 @@ def ensure_shipped_active(conn: Connection, at: datetime | None = None) -> str:
                      label="shipped model (PhysioNet 2019 set A)", at=at)  # fmt: skip
     # The first model of a store owes every stay its scores: its mark starts at the beginning.
     _set_active(conn, HOSPITAL, entry.version, _now(at), start_now=False)
-    _event(conn, "promote", entry.version, by=audit.SYSTEM, role="system", at=_now(at),
+    _event(conn, "model.promote", entry.version, by=audit.SYSTEM, role="system", at=_now(at),
            scope=HOSPITAL, reason="first start: the shipped model")  # fmt: skip
     return entry.version
 
@@ -324,7 +326,7 @@ def promote(conn: Connection, version: str, *, by: str, role: str, reason: str,
     if previous == entry.version:
         raise RegistryError(f"{entry.version} is already the active model of {scope}")
     _set_active(conn, scope, entry.version, at)
-    _event(conn, "promote", entry.version, by=by, role=role, at=at, scope=scope,
+    _event(conn, "model.promote", entry.version, by=by, role=role, at=at, scope=scope,
            previous=previous, reason=reason.strip(), detail=detail)  # fmt: skip
     return entry
 
@@ -344,7 +346,7 @@ def rollback(conn: Connection, *, by: str, role: str, reason: str, scope: str = 
         raise RegistryError(f"{scope} has no earlier active model to roll back to")
     entry, at = _servable(conn, previous), _now(at)
     _set_active(conn, scope, entry.version, at)
-    _event(conn, "rollback", entry.version, by=by, role=role, at=at, scope=scope,
+    _event(conn, "model.rollback", entry.version, by=by, role=role, at=at, scope=scope,
            previous=current, reason=reason.strip())  # fmt: skip
     return entry
 
@@ -360,7 +362,7 @@ def shadow(conn: Connection, version: str, *, by: str, role: str, scope: str = H
     conn.execute(insert(model_slots).values(scope=scope, role=SHADOW, version=entry.version,
                                             since=at))  # fmt: skip
     _start_mark(conn, entry.version)
-    _event(conn, "shadow", entry.version, by=by, role=role, at=at, scope=scope, reason=reason)
+    _event(conn, "model.shadow", entry.version, by=by, role=role, at=at, scope=scope, reason=reason)
     return entry
 
 
@@ -371,7 +373,7 @@ def unshadow(conn: Connection, version: str, *, by: str, role: str, scope: str =
         model_slots.c.scope == scope, model_slots.c.role == SHADOW,
         model_slots.c.version == entry.version)).rowcount  # fmt: skip
     if gone:
-        _event(conn, "unshadow", entry.version, by=by, role=role, at=_now(at), scope=scope,
+        _event(conn, "model.unshadow", entry.version, by=by, role=role, at=_now(at), scope=scope,
                reason=reason)  # fmt: skip
 
 
@@ -386,5 +388,5 @@ def retire(conn: Connection, version: str, *, by: str, role: str, reason: str,
     conn.execute(delete(model_slots).where(model_slots.c.version == entry.version))
     conn.execute(update(model_versions).where(model_versions.c.version == entry.version)
                  .values(retired_at=at, retired_by=by))  # fmt: skip
-    _event(conn, "retire", entry.version, by=by, role=role, at=at, reason=reason)
+    _event(conn, "model.retire", entry.version, by=by, role=role, at=at, reason=reason)
     return get_model(conn, entry.version)

@@ -244,6 +244,30 @@ def compare(
         out.write_text(json.dumps(result, indent=2, default=str))
 
 
+@models_app.command("site-config")
+def site_config(
+    path: Annotated[Path, typer.Argument(help="a file written by `wardwatch calibrate-site`")],
+    by: By,
+    reason: Reason,
+) -> None:
+    """Make a site configuration (per-unit thresholds set from this hospital's own data) the
+    one its model runs with: stored with its lineage, audited, applied from the next round."""
+    from wardwatch.site.config import SiteConfig, SiteConfigError
+    from wardwatch.site.registry import activate_site_config
+
+    engine, _ = _engine()
+    with engine.begin() as conn:
+        role = _authority(conn, by, "model.promote")
+        try:
+            config = SiteConfig.load(path)
+            new_id = activate_site_config(conn, config, by=by, role=role, reason=reason)
+        except (SiteConfigError, registry.RegistryError, OSError) as error:
+            raise _fail(str(error), "give a file written by `wardwatch calibrate-site` for a "
+                        "registered model") from None  # fmt: skip
+    units = ", ".join(f"{u} {t:.4f}" for u, t in config.thresholds.items())
+    console.print(f"site configuration {new_id} active for {config.model_version}: {units}")
+
+
 @models_app.command("history")
 def history(limit: Annotated[int, typer.Option(help="newest events")] = 30) -> None:
     """The registry's events, newest first: registrations, promotions, rollbacks, shadows."""

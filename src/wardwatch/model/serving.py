@@ -6,6 +6,9 @@ before it explains or answers a what-if. The answer is cached by the registry's 
 CLI, another server — takes effect at the next round: for the next observation, without a
 restart.
 
+Each model runs with the alert policy of its active site configuration (`site.registry`), if
+it has one: thresholds a hospital set from its own data apply from the next round too.
+
 A model that fails to load (a corrupted artifact, files deleted under a running server) never
 takes the place of the one serving: the previous lineup stays in service, the failure is kept
 in `problem` and reported once through `on_problem`, and every later call retries, so fixing
@@ -20,9 +23,12 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, Engine
 
+from wardwatch.alerts.policy import PolicyBook, load_policy_book
 from wardwatch.model import registry
 from wardwatch.model.artifact import ArtifactError
 from wardwatch.model.risk import RiskModel
+from wardwatch.site.config import site_policy_book
+from wardwatch.site.registry import active_site_configs
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,11 @@ class Lineup:
 
     active: dict[str, RiskModel]
     shadows: dict[str, list[RiskModel]] = field(default_factory=dict)
+    books: dict[str, PolicyBook] = field(default_factory=dict)  # version → site's policy
+
+    def policy(self, model: RiskModel, default: PolicyBook) -> PolicyBook:
+        """The alert policy `model` runs with: its site configuration's, else `default`."""
+        return self.books.get(model.version, default)
 
     @property
     def hospital(self) -> RiskModel:
@@ -112,9 +123,11 @@ class ServingModels:
                 shadows.setdefault(scope, []).append(model)
         if registry.HOSPITAL not in active:
             raise registry.RegistryError("the registry has no active hospital model")
+        books = {version: site_policy_book(config, base=load_policy_book())
+                 for version, config in active_site_configs(conn).items()}  # fmt: skip
         serving = [*active.values(), *(m for ms in shadows.values() for m in ms)]
         self._loaded = {m.version: m for m in serving}
-        return Lineup(active, shadows)
+        return Lineup(active, shadows, books)
 
     def _model(self, conn: Connection, version: str) -> RiskModel:
         if version in self._loaded:  # a version is immutable: loaded once is loaded for good

@@ -63,6 +63,9 @@ ACTIONS: Mapping[str, str] = {
     "model.shadow": "a model version started scoring in shadow (stored, never shown)",
     "model.unshadow": "a model version stopped scoring in shadow",
     "model.retire": "a model version was taken out of eligibility",
+    "site_config.activate": "per-unit thresholds set from the site's own data were activated",
+    "deployment.silent": "the deployment entered silent mode: nothing shown to clinicians",
+    "deployment.live": "governance took the deployment live: risks and alerts are shown",
     # patient privacy
     "break_glass": "a person opened a patient's record without the usual permission",
     "break_glass.review": "an auditor reviewed a break-the-glass access",

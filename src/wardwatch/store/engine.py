@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Column, Engine, create_engine, event, inspect
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.schema import ExecutableDDLElement
 
 from wardwatch.settings import Settings
 from wardwatch.store.schema import metadata
@@ -54,6 +56,48 @@ def engine_from_settings(settings: Settings) -> Engine:
     )
 
 
+def add_missing_columns(engine: Engine) -> list[str]:
+    """Add columns a newer version declares to tables an older one created (no data moves).
+
+    Only columns that can be added in place qualify: nullable, or with a server default (a
+    new column must not need a value for existing rows). Anything else is a real migration
+    and raises, naming the column, rather than leaving a store the code cannot read.
+    """
+    added: list[str] = []
+    existing = inspect(engine)
+    for table in metadata.sorted_tables:
+        if not existing.has_table(table.name):
+            continue
+        present = {column["name"] for column in existing.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            if not column.nullable and column.server_default is None:
+                raise RuntimeError(f"{table.name}.{column.name} is new and needs a value for "
+                                   "existing rows: migrate the store by hand")  # fmt: skip
+            with engine.begin() as conn:
+                conn.execute(AddColumn(table.name, column))
+            added.append(f"{table.name}.{column.name}")
+    return added
+
+
+class AddColumn(ExecutableDDLElement):
+    """ALTER TABLE ... ADD COLUMN ..., compiled by the dialect's own column DDL."""
+
+    def __init__(self, table: str, column: Column[Any]) -> None:
+        self.table, self.column = table, column
+
+
+@compiles(AddColumn)
+def _add_column(element: AddColumn, compiler: Any, **kw: Any) -> str:
+    definition = compiler.get_column_specification(element.column)
+    default = compiler.get_column_default_string(element.column)
+    if default is not None and "DEFAULT" not in definition:
+        definition += f" DEFAULT {default}"
+    table = compiler.preparer.quote(element.table)
+    return f"ALTER TABLE {table} ADD COLUMN {definition}"
+
+
 def init_db(engine: Engine) -> None:
     """Create missing tables; existing data is never touched.
 
@@ -64,8 +108,10 @@ def init_db(engine: Engine) -> None:
     from wardwatch.monitor import notices  # noqa: F401 (its tables join the shared metadata)
     from wardwatch.security import tables
     from wardwatch.security.audit import install_guards
+    from wardwatch.site import registry as site_registry  # noqa: F401 (the same)
 
     metadata.create_all(engine)
+    add_missing_columns(engine)
     # The audit trail is append-only in the database too: triggers refuse UPDATE and DELETE
     # (reinstalled here if someone dropped them; the chain detects what happened meanwhile).
     install_guards(engine)

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.types import DateTime, TypeDecorator
@@ -178,7 +179,20 @@ alerts = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     Column("closed_at", UtcDateTime),
     Column("closed_risk", Float),  # risk when confirmed or dismissed: a re-alert must beat it
+    # Opened while the deployment was silent (`alerts.silent`): a would-be alert, never shown.
+    Column("silent", Boolean, nullable=False, default=False, server_default=false()),
     Index("ix_alerts_encounter", "encounter_id", "state"),
+)
+
+# Silent mode (`alerts.silent`): one row once set; no row means live.
+deployment_mode = Table(
+    "deployment_mode",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("silent", Boolean, nullable=False),
+    Column("since", UtcDateTime, nullable=False),
+    Column("changed_by", String(64), nullable=False),
+    Column("reason", Text, nullable=False),
 )
 # At most one active (open or paused) alert of a kind per stay, even with two scorers racing.
 _ACTIVE = text("state IN ('open', 'paused')")

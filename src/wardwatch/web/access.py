@@ -45,6 +45,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy import Connection
 
 from wardwatch.alerts.records import AlertNotFound
+from wardwatch.alerts.silent import SilentMode
 from wardwatch.alerts.workflow import Actor, IllegalTransition, NotPermitted
 from wardwatch.chart import ChartNotFound
 from wardwatch.security import audit, break_glass, roles
@@ -227,6 +228,7 @@ def local_path(target: str | None, default: str = "/ward") -> str:
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 REFUSALS: tuple[tuple[type[Exception], int, str], ...] = (
+    (SilentMode, 503, "Silent mode"),
     (NeedsBreakGlass, 403, "Break the glass to open this record"),
     (NotPermitted, 403, "Not allowed for your role"),
     (IllegalTransition, 409, "Someone got there first"),

@@ -41,6 +41,7 @@ from starlette.concurrency import run_in_threadpool
 
 from wardwatch.alerts import workflow
 from wardwatch.alerts.records import get_alert, open_alerts
+from wardwatch.alerts.silent import require_shown
 from wardwatch.alerts.workflow import Actor
 from wardwatch.chart import ChartNotFound, open_chart, stay_history
 from wardwatch.chart import risk_history as risk_history  # the chart's rule: a re-score wins
@@ -153,7 +154,7 @@ def list_patients(
     return Worklist(at=now, unit=unit, patients=[PatientLine.of(bed) for bed in found])
 
 
-@router.get("/patients/{encounter_id}", responses=problem_responses(401, 403, 404, 422))
+@router.get("/patients/{encounter_id}", responses=problem_responses(401, 403, 404, 422, 503))
 def get_patient(
     encounter_id: EncounterId,
     actor: ReadsPatient,
@@ -162,11 +163,12 @@ def get_patient(
     services: ServicesDep,
 ) -> PatientChart:
     """The chart: the worklist line, the starred measurements behind the risk, the alerts."""
+    require_shown(conn)
     chart = open_chart(conn, encounter_id, services.model, at=now, book=services.book)
     return PatientChart.of(chart)
 
 
-@router.get("/patients/{encounter_id}/scores", responses=problem_responses(401, 403, 404, 422))
+@router.get("/patients/{encounter_id}/scores", responses=problem_responses(401, 403, 404, 422, 503))
 def get_scores(
     encounter_id: EncounterId,
     actor: ReadsScores,
@@ -176,6 +178,7 @@ def get_scores(
     since: Since = None,
 ) -> RiskHistory:
     """The active model's risk over time, with its uncertainty; none for an opted-out patient."""
+    require_shown(conn)
     if _bed(conn, encounter_id, now, services).opted_out:
         return RiskHistory(encounter_id=encounter_id, not_scored_reason=OPTED_OUT, scores=[])
     frame = risk_history(conn, encounter_id, now)
@@ -186,7 +189,9 @@ def get_scores(
     return RiskHistory(encounter_id=encounter_id, not_scored_reason=reason, scores=points)
 
 
-@router.post("/patients/{encounter_id}/what-if", responses=problem_responses(401, 403, 404, 422))
+@router.post(
+    "/patients/{encounter_id}/what-if", responses=problem_responses(401, 403, 404, 422, 503)
+)
 def ask_what_if(
     encounter_id: EncounterId,
     question: WhatIfQuestion,
@@ -196,6 +201,7 @@ def ask_what_if(
     services: ServicesDep,
 ) -> WhatIfAnswer:
     """The risk if the named variables' latest values were the given ones."""
+    require_shown(conn)
     edits = question.edits()
     if _bed(conn, encounter_id, now, services).opted_out:
         return WhatIfAnswer.unscored(edits, OPTED_OUT)
@@ -215,21 +221,25 @@ def _bed(conn: Connection, encounter_id: str, now: datetime, services: Services)
 # ---------------------------------------------------------------- alerts
 
 
-@router.get("/alerts", responses=problem_responses(401, 403))
+@router.get("/alerts", responses=problem_responses(401, 403, 503))
 def list_alerts(actor: ListsAlerts, conn: ConnDep) -> AlertList:
     """Every open or paused alert on the ward, newest first."""
+    require_shown(conn)
     return AlertList(alerts=[Alert.of(record) for record in open_alerts(conn)])
 
 
-@router.get("/alerts/{alert_id}", responses=problem_responses(401, 403, 404, 422))
+@router.get("/alerts/{alert_id}", responses=problem_responses(401, 403, 404, 422, 503))
 def get_alert_detail(
     alert_id: AlertId, actor: ReadsAlert, conn: ConnDep, now: NowDep
 ) -> AlertDetail:
     """One alert with its timeline and, once confirmed, its treatment checklist."""
+    require_shown(conn)
     return _detail(conn, alert_id, now)
 
 
-@router.post("/alerts/{alert_id}/evaluation", responses=problem_responses(401, 403, 404, 409, 422))
+@router.post(
+    "/alerts/{alert_id}/evaluation", responses=problem_responses(401, 403, 404, 409, 422, 503)
+)
 def evaluate_alert(
     alert_id: AlertId,
     evaluation: Annotated[Evaluation, Body()],
@@ -242,6 +252,7 @@ def evaluate_alert(
     403 for a role that may not evaluate; 409 when the alert is already closed, or someone
     answered it first; 422 for a pause that ends before the ward clock.
     """
+    require_shown(conn)
     note = evaluation.note
     if isinstance(evaluation, Confirm):
         workflow.confirm(

@@ -62,6 +62,7 @@ from sqlalchemy import Connection, Select, bindparam, func, insert, select
 from starlette.concurrency import run_in_threadpool
 
 from wardwatch.alerts import workflow
+from wardwatch.alerts.records import deployment_silent
 from wardwatch.alerts.watch import watch
 from wardwatch.chart import stay_history
 from wardwatch.clock import ward_now
@@ -398,6 +399,8 @@ def patient_view(
     """The cards for one patient-view call (see the module docstring)."""
     context = hook.context
     with svc.engine.connect() as conn:
+        if deployment_silent(conn):  # silent mode: no card of any kind reaches the EHR
+            return []
         at = ward_now(conn)
         stay = find_stay(conn, context.patient_id, context.encounter_id, at)
         if stay is None:

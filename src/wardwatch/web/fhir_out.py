@@ -44,6 +44,7 @@ from wardwatch.alerts.records import (
     find_alerts,
     get_alert,
 )
+from wardwatch.alerts.silent import require_shown
 from wardwatch.alerts.workflow import Actor
 from wardwatch.ingest.psv import MEASURED
 from wardwatch.store.schema import alerts, observations, patients, scores
@@ -77,6 +78,7 @@ router = APIRouter(
         401: {"description": "OperationOutcome: no valid session or API token", **_OUTCOME},
         403: {"description": "OperationOutcome: the token's scopes do not allow it", **_OUTCOME},
         404: {"description": "OperationOutcome: no such resource here", **_OUTCOME},
+        503: {"description": "OperationOutcome: silent mode, nothing is served yet", **_OUTCOME},
     },
 )
 
@@ -228,6 +230,7 @@ def search_risk_assessments(
     conn: Connection = Depends(connection),  # noqa: B008
     svc: Services = Depends(services),  # noqa: B008
 ) -> JSONResponse:
+    require_shown(conn)  # silent mode: no risk and no alert leave for the EHR
     try:
         query, count, offset = _risk_search(request)
     except SearchError as error:
@@ -249,6 +252,7 @@ def read_risk_assessment(
     conn: Connection = Depends(connection),  # noqa: B008
     svc: Services = Depends(services),  # noqa: B008
 ) -> JSONResponse:
+    require_shown(conn)  # silent mode: no risk and no alert leave for the EHR
     what = f"RiskAssessment/{resource_id}"
     if not resource_id.isdigit() or len(resource_id) > 18:
         return not_found(what)
@@ -280,6 +284,7 @@ def search_flags(
     _: Actor = Depends(FLAG_SEARCH),  # noqa: B008
     conn: Connection = Depends(connection),  # noqa: B008
 ) -> JSONResponse:
+    require_shown(conn)  # silent mode: no risk and no alert leave for the EHR
     try:
         params = search_params(request, [name for name, _, _ in _FLAG_SEARCH])
         conditions = []  # none: every alert, newest first
@@ -301,6 +306,7 @@ def read_flag(
     _: Actor = Depends(FLAG_READ),  # noqa: B008
     conn: Connection = Depends(connection),  # noqa: B008
 ) -> JSONResponse:
+    require_shown(conn)  # silent mode: no risk and no alert leave for the EHR
     if not resource_id.isdigit() or len(resource_id) > 18:
         return not_found(f"Flag/{resource_id}")
     try:

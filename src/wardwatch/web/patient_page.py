@@ -36,6 +36,7 @@ from sqlalchemy import Connection, select
 
 from wardwatch.alerts import workflow
 from wardwatch.alerts.records import get_alert
+from wardwatch.alerts.silent import require_shown
 from wardwatch.alerts.workflow import (
     DISMISS_REASONS,
     SCREENING_QUESTIONS,
@@ -102,6 +103,7 @@ def patient(
     svc: Annotated[Services, Depends(services)],
 ) -> HTMLResponse:
     """The TREWS page: risk over time, why, what-if, the alert to evaluate, its history."""
+    require_shown(conn)
     chart = open_chart(conn, encounter_id, svc.model, at=at, book=svc.book)
     notice = DONE.get(request.query_params.get("done", ""), "")
     return _page(request, actor, chart, notice=notice)
@@ -166,6 +168,7 @@ def ask_what_if(
     if request.headers.get("hx-request"):
         context = {"answer": answer, "encounter_id": encounter_id}
         return render(request, "_what_if.html", actor, context, status_code=status)
+    require_shown(conn)
     chart = open_chart(conn, encounter_id, svc.model, at=at, book=svc.book)
     return _page(request, actor, chart, answer=answer, status_code=status)
 

@@ -42,6 +42,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException
 
 from wardwatch import fhir_resources
+from wardwatch.alerts.silent import SilentMode
 from wardwatch.alerts.workflow import AlertNotFound, IllegalTransition, NotPermitted
 from wardwatch.chart import ChartNotFound
 from wardwatch.explain import WhatIfError
@@ -61,7 +62,7 @@ _TEMPLATES = Jinja2Templates(directory=_WEB / "templates")
 PROBLEM_TYPES: Mapping[str, str] = {
     slug: f"/problems/{slug}"
     for slug in ("invalid-request", "not-permitted", "not-found", "illegal-transition",
-                 "unprocessable", "unreadable-document", "server-error")
+                 "unprocessable", "unreadable-document", "server-error", "silent-mode")
 }  # fmt: skip
 
 # What a person should do next, by status (the HTML error page's second paragraph).
@@ -126,7 +127,8 @@ def problem_response(request: Request, problem: ProblemException) -> Response:
     return JSONResponse(body, problem.status, headers=problem.headers, media_type=MEDIA_TYPE)
 
 
-_FHIR_CODES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 422: "invalid"}
+_FHIR_CODES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 422: "invalid",
+               503: "transient"}  # fmt: skip
 
 
 def _operation_outcome(problem: ProblemException) -> Response:
@@ -213,6 +215,7 @@ _DOMAIN: Sequence[tuple[type[Exception], int, str, str]] = (
     (ChartNotFound, 404, "not-found", "Not found"),
     (IllegalTransition, 409, "illegal-transition", "Not allowed in the alert's current state"),
     (WhatIfError, 422, "unprocessable", "The question cannot be answered"),
+    (SilentMode, 503, "silent-mode", "Silent mode: nothing is shown to clinicians yet"),
 )
 
 
