@@ -9,10 +9,11 @@ and written to the audit chain, not a second authentication.
 
 from __future__ import annotations
 
+import importlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -20,11 +21,25 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import Connection, Engine
 
-from wardwatch.model import registry
-from wardwatch.model.artifact import ArtifactError
 from wardwatch.security import roles, users
 from wardwatch.settings import load_settings
 from wardwatch.store import engine_from_settings, init_db
+
+HOSPITAL = "hospital"  # registry.HOSPITAL, without importing the model stack for `--help`
+
+
+class _OnFirstUse:
+    """A module imported when first used: the registry pulls in LightGBM and scikit-learn,
+    which `wardwatch --help` (and every other command) should not wait for."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(importlib.import_module(self._name), attribute)
+
+
+registry = _OnFirstUse("wardwatch.model.registry")
 
 models_app = typer.Typer(
     help="The model registry: versions, the active model per scope, shadows, promotion "
@@ -122,26 +137,26 @@ def register(
         role = _authority(conn, by, "model.manage")
         try:
             entry = registry.register(conn, store, directory, by=by, role=role, label=label)
-        except (ArtifactError, OSError) as error:
+        except (registry.ArtifactError, OSError) as error:
             raise _fail(str(error), "give the directory `wardwatch train` wrote") from None
     console.print(f"registered {entry.version} ({entry.artifact})")
 
 
 @models_app.command("shadow")
-def shadow(version: str, by: By, scope: Scope = registry.HOSPITAL, reason: Reason = "") -> None:
+def shadow(version: str, by: By, scope: Scope = HOSPITAL, reason: Reason = "") -> None:
     """Score a version beside the active model: stored for comparison, never shown."""
     engine, _ = _engine()
     with engine.begin() as conn:
         role = _authority(conn, by, "model.manage")
         try:
             entry = registry.shadow(conn, version, by=by, role=role, scope=scope, reason=reason)
-        except (registry.RegistryError, ArtifactError) as error:
+        except (registry.RegistryError, registry.ArtifactError) as error:
             raise _fail(str(error)) from None
     console.print(f"{entry.version} now runs in shadow for {scope}")
 
 
 @models_app.command("unshadow")
-def unshadow(version: str, by: By, scope: Scope = registry.HOSPITAL, reason: Reason = "") -> None:
+def unshadow(version: str, by: By, scope: Scope = HOSPITAL, reason: Reason = "") -> None:
     """Stop a shadow run."""
     engine, _ = _engine()
     with engine.begin() as conn:
@@ -157,7 +172,7 @@ def promote(
     reason: Reason,
     data: Annotated[Path | None, typer.Option(
         help="recent labelled PhysioNet-format data to check the gates on")] = None,
-    scope: Scope = registry.HOSPITAL,
+    scope: Scope = HOSPITAL,
     override: Annotated[str, typer.Option(
         help="promote despite failed gates: the reason (governance role only)")] = "",
 ) -> None:  # fmt: skip
@@ -187,13 +202,13 @@ def promote(
         try:
             entry = registry.promote(conn, version, by=by, role=role, reason=reason,
                                      scope=scope, detail=detail)  # fmt: skip
-        except (registry.RegistryError, ArtifactError) as error:
+        except (registry.RegistryError, registry.ArtifactError) as error:
             raise _fail(str(error), "the active model stays in service") from None
     console.print(f"[bold]{entry.version}[/] is now the active model of {scope}")
 
 
 @models_app.command("rollback")
-def rollback(by: By, reason: Reason, scope: Scope = registry.HOSPITAL) -> None:
+def rollback(by: By, reason: Reason, scope: Scope = HOSPITAL) -> None:
     """One step back: the model active before the last promotion serves again, from the
     next ward round."""
     engine, _ = _engine()
@@ -201,7 +216,7 @@ def rollback(by: By, reason: Reason, scope: Scope = registry.HOSPITAL) -> None:
         role = _authority(conn, by, "model.promote")
         try:
             entry = registry.rollback(conn, by=by, role=role, reason=reason, scope=scope)
-        except (registry.RegistryError, ArtifactError) as error:
+        except (registry.RegistryError, registry.ArtifactError) as error:
             raise _fail(str(error), "the active model stays in service") from None
     console.print(f"rolled back: [bold]{entry.version}[/] is the active model of {scope}")
 
