@@ -188,7 +188,7 @@ def cold_cards(url: str, stays: list[tuple[str, str]]) -> Run:
     """Each patient's first card, one at a time: the explanation is computed."""
     run, call = Run(), patient_view(stays)
     started = time.perf_counter()
-    with httpx.Client(base_url=url, timeout=30) as http:
+    with httpx.Client(base_url=url, cookies=SIGNED_IN, timeout=30) as http:
         for i in range(len(stays)):
             t = time.perf_counter()
             response = call(http, i)
