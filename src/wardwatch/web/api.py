@@ -164,7 +164,8 @@ def get_patient(
 ) -> PatientChart:
     """The chart: the worklist line, the starred measurements behind the risk, the alerts."""
     require_shown(conn)
-    chart = open_chart(conn, encounter_id, services.model, at=now, book=services.book)
+    model = services.stay_model(conn, encounter_id)
+    chart = open_chart(conn, encounter_id, model, at=now, book=services.book)
     return PatientChart.of(chart)
 
 
@@ -208,7 +209,7 @@ def ask_what_if(
     history = stay_history(conn, encounter_id, now)
     if history.empty:
         return WhatIfAnswer.unscored(edits, "no measurements yet")
-    return WhatIfAnswer.of(what_if(services.model, history, edits))
+    return WhatIfAnswer.of(what_if(services.stay_model(conn, encounter_id), history, edits))
 
 
 def _bed(conn: Connection, encounter_id: str, now: datetime, services: Services) -> Bed:

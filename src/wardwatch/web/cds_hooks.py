@@ -362,15 +362,15 @@ def _explanation(
     """The explanation of the stored score (its own hour, not the clock's), or why none."""
     if score_id is None or bed.scored_at is None:
         return None, None
-    if bed.model_version != svc.model.version:
-        active = svc.model.version
+    model = svc.model_for(bed.unit)  # the unit's own active model, if it has one
+    if bed.model_version != model.version:
         why = f"No explanation: this score is from model {bed.model_version}; the active model "
-        return None, why + f"is {active} (the next ward round re-scores)."
-    key = (bed.encounter_id, score_id, svc.model.version)
+        return None, why + f"is {model.version} (the next ward round re-scores)."
+    key = (bed.encounter_id, score_id, model.version)
     found = cache.explanations.get(key, _MISSING)
     if found is _MISSING:
         history = stay_history(conn, bed.encounter_id, bed.scored_at)
-        found = explain(svc.model, history) if len(history) else None
+        found = explain(model, history) if len(history) else None
         cache.explanations.put(key, found)
     return found, None if found is not None else "No explanation: no hourly record yet."
 

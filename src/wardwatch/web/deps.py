@@ -20,7 +20,7 @@ from wardwatch.alerts.policy import PolicyBook
 from wardwatch.clock import ward_now
 from wardwatch.ingest.pipeline import Pipeline
 from wardwatch.model.risk import RiskModel
-from wardwatch.model.serving import ServingModels
+from wardwatch.model.serving import Lineup, ServingModels
 from wardwatch.security import audit
 from wardwatch.store.schema import encounters
 
@@ -30,21 +30,42 @@ class Services:
     """Everything the app was started with (stored on `app.state.services`).
 
     `models` is a fixed model (tests, offline tools) or the registry's `ServingModels`, in
-    which case `model` is whatever the registry has active now: a promotion or rollback shows
-    on the next request, without a restart.
+    which case `model` is whatever the registry has active now and `book` the alert policy
+    it runs with (the site's own thresholds, if a site configuration is active): a
+    promotion, rollback or new site configuration shows on the next request, no restart.
     """
 
     engine: Engine
     models: RiskModel | ServingModels
-    book: PolicyBook
+    default_book: PolicyBook
     pipeline: Pipeline
+
+    def _lineup(self) -> Lineup:
+        if isinstance(self.models, RiskModel):
+            return Lineup.only(self.models)
+        return self.models.current(self.engine)
 
     @property
     def model(self) -> RiskModel:
-        """The hospital's active model (explanations, what-if, the card)."""
+        """The hospital's active model (the card; stays whose unit has no model of its own)."""
+        return self._lineup().hospital
+
+    @property
+    def book(self) -> PolicyBook:
+        """The alert policy the hospital's active model runs with (thresholds shown)."""
+        lineup = self._lineup()
+        return lineup.policy(lineup.hospital, self.default_book)
+
+    def model_for(self, unit: str | None) -> RiskModel:
+        """The model that scores a stay on `unit`: explanations and what-ifs must use it."""
+        return self._lineup().for_unit(unit)
+
+    def stay_model(self, conn: Connection, encounter_id: str) -> RiskModel:
+        """`model_for` the unit of stay `encounter_id`."""
         if isinstance(self.models, RiskModel):
             return self.models
-        return self.models.current(self.engine).hospital
+        query = select(encounters.c.unit).where(encounters.c.encounter_id == encounter_id)
+        return self.model_for(conn.execute(query).scalar())
 
 
 async def services(request: Request) -> Services:  # no I/O: run inline, not in the thread pool

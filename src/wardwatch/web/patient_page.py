@@ -104,7 +104,7 @@ def patient(
 ) -> HTMLResponse:
     """The TREWS page: risk over time, why, what-if, the alert to evaluate, its history."""
     require_shown(conn)
-    chart = open_chart(conn, encounter_id, svc.model, at=at, book=svc.book)
+    chart = open_chart(conn, encounter_id, svc.stay_model(conn, encounter_id), at=at, book=svc.book)
     notice = DONE.get(request.query_params.get("done", ""), "")
     return _page(request, actor, chart, notice=notice)
 
@@ -169,7 +169,7 @@ def ask_what_if(
         context = {"answer": answer, "encounter_id": encounter_id}
         return render(request, "_what_if.html", actor, context, status_code=status)
     require_shown(conn)
-    chart = open_chart(conn, encounter_id, svc.model, at=at, book=svc.book)
+    chart = open_chart(conn, encounter_id, svc.stay_model(conn, encounter_id), at=at, book=svc.book)
     return _page(request, actor, chart, answer=answer, status_code=status)
 
 
@@ -201,7 +201,7 @@ def _what_if(
     if history.empty:
         raise WhatIfError("There are no measurements for this stay yet: nothing to change.")
     try:
-        return what_if(svc.model, history, {variable: number})
+        return what_if(svc.model_for(bed.unit), history, {variable: number})
     except FeatureError as error:
         raise WhatIfError(f"The model cannot score this stay: {error}") from error
 
