@@ -239,3 +239,5 @@ def test_a_cds_jwt_opens_nothing_but_the_cds_service(client, ehr):
     client.auth = None
     client.headers["Authorization"] = f"Bearer {ehr.jwt('https://testserver/api/patients')}"
     assert client.get("/api/patients").status_code == 403
+    client.headers["Authorization"] = f"Bearer {ehr.jwt('https://testserver/model')}"
+    assert client.get("/model", follow_redirects=False).status_code == 403  # pages for people

@@ -90,11 +90,11 @@ class Public:
 
 class SignedIn:
     """A dependency: any person signed in with a session, whatever their role (signing out,
-    the model card). API tokens are refused: these are pages for people."""
+    the model card). API tokens and CDS client JWTs are refused: these are pages for people."""
 
     async def __call__(self, who: Principal = Depends(csrf_protected)) -> Actor:  # noqa: B008
-        if who.token is not None:
-            raise NotPermitted("this page is for people signed in, not API tokens")
+        if who.session is None:
+            raise NotPermitted("this page is for people signed in, not API tokens or EHRs")
         return who.actor
 
     def __repr__(self) -> str:
