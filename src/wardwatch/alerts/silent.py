@@ -60,13 +60,9 @@ def mode(conn: Connection) -> Mode:
     return Mode(bool(row.silent), row.since, row.changed_by, row.reason)
 
 
-def is_silent(conn: Connection) -> bool:
-    return records.deployment_silent(conn)
-
-
 def require_shown(conn: Connection) -> None:
     """Raise `SilentMode` if the deployment is silent (for the clinicians' surfaces)."""
-    if is_silent(conn):
+    if records.deployment_silent(conn):
         raise SilentMode()
 
 

@@ -40,10 +40,11 @@ class Services:
     default_book: PolicyBook
     pipeline: Pipeline
 
-    def _lineup(self) -> Lineup:
+    def _lineup(self, conn: Connection | None = None) -> Lineup:
+        """The models in service; on `conn` if the caller has one (no second connection)."""
         if isinstance(self.models, RiskModel):
             return Lineup.only(self.models)
-        return self.models.current(self.engine)
+        return self.models.lineup(conn) if conn is not None else self.models.current(self.engine)
 
     @property
     def model(self) -> RiskModel:
@@ -65,7 +66,7 @@ class Services:
         if isinstance(self.models, RiskModel):
             return self.models
         query = select(encounters.c.unit).where(encounters.c.encounter_id == encounter_id)
-        return self.model_for(conn.execute(query).scalar())
+        return self._lineup(conn).for_unit(conn.execute(query).scalar())
 
 
 async def services(request: Request) -> Services:  # no I/O: run inline, not in the thread pool

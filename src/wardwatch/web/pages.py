@@ -163,10 +163,11 @@ def _unit(unit: str | None) -> str | None:
 
 
 def _worklist_context(conn: Connection, svc: Services, at: datetime, unit: str | None) -> dict:
-    beds = ward.worklist(conn, at=at, unit=unit, book=svc.book)
+    book = svc.book  # read once: with the registry, each read checks its generation
+    beds = ward.worklist(conn, at=at, unit=unit, book=book)
     context = {"beds": beds, "unit": unit, "now": at, "alert_badges": views.alert_badges,
                "score_lag": views.score_lag, "silent": deployment_silent(conn)}  # fmt: skip
-    context["key"] = ward.worklist_key(conn, at=at, unit=unit, book=svc.book)
+    context["key"] = ward.worklist_key(conn, at=at, unit=unit, book=book)
     context["rows_html"] = _rows_html(context["key"], context)
     return context
 
