@@ -117,16 +117,31 @@ def reported_frame(items: list[Reported]) -> pd.DataFrame:
     the five results of one HL7 message.
     """
     columns = list(zip(*map(_reported_row, items), strict=True)) or [()] * len(REPORTED_COLUMNS)
-    named = zip(REPORTED_COLUMNS, columns, strict=True)
-    data = {name: np.array(col, dtype=object) for name, col in named}
-    data["value"] = np.array([np.nan if v is None else v for v in data["value"]], dtype="float64")
-    data["effective_at"] = pd.to_datetime(list(columns[REPORTED_COLUMNS.index("effective_at")]),
-                                          utc=True)  # fmt: skip
-    return pd.DataFrame(data, columns=list(REPORTED_COLUMNS))
+    by_name = dict(zip(REPORTED_COLUMNS, columns, strict=True))
+    # Text stays as Python objects (dtype=object): pandas would otherwise copy every string,
+    # payloads being whole resources, into Arrow: most of the cost of this frame, for no use.
+    frame = pd.DataFrame(
+        {name: np.array(by_name[name], dtype=object) for name in _TEXT_COLUMNS},
+        dtype=object,
+        copy=False,
+    )
+    values = by_name["value"]
+    frame.insert(_VALUE_AT, "value", np.array([np.nan if v is None else v for v in values],
+                                              dtype="float64"))  # fmt: skip
+    frame.insert(_TIME_AT, "effective_at", pd.to_datetime(list(by_name["effective_at"]), utc=True))
+    return frame
+
+
+_TEXT_COLUMNS = [c for c in REPORTED_COLUMNS if c not in ("value", "effective_at")]
+_VALUE_AT = REPORTED_COLUMNS.index("value")
+_TIME_AT = REPORTED_COLUMNS.index("effective_at")
 
 
 def rejection_frame(items: list[Rejection]) -> pd.DataFrame:
-    return pd.DataFrame([_rejection_row(i) for i in items], columns=list(REJECTION_COLUMNS))
+    columns = list(zip(*map(_rejection_row, items), strict=True)) or [()] * len(REJECTION_COLUMNS)
+    data = {name: np.array(col, dtype=object)
+            for name, col in zip(REJECTION_COLUMNS, columns, strict=True)}  # fmt: skip
+    return pd.DataFrame(data, dtype=object, copy=False)
 
 
 def observations_from_frame(frame: pd.DataFrame) -> list[Observation]:

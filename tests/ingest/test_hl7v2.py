@@ -433,6 +433,24 @@ def test_generated_messages_round_trip_their_values(results):
     ]
 
 
+# Field text: printable, with the separators and escapes, but no segment break.
+FIELD = st.text(alphabet=string.ascii_letters + string.digits + " .-^~&\\<>", max_size=12)
+SEGMENT = st.tuples(st.sampled_from(["PID", "PV1", "OBR", "OBX", "NTE", "ZXY"]),
+                    st.lists(FIELD, max_size=12))  # fmt: skip
+
+
+@given(st.lists(FIELD, min_size=10, max_size=14), st.lists(SEGMENT, max_size=8))
+def test_segments_and_fields_split_as_python_hl7_splits_them(header, segments):
+    """python-hl7 is the reference: our split (one str.split per segment) must agree."""
+    header[8] = "ORU^R01"
+    lines = ["MSH|^~\\&|" + "|".join(header)]
+    lines += ["|".join([name, *fields]) for name, fields in segments]
+    text = "\r".join(lines).rstrip()  # python-hl7 strips the message's edges
+    ours = hl7v2._split(text, hl7v2._read_separators(text.split("\r", 1)[0]))
+    theirs = [[str(field) for field in segment] for segment in hl7.parse(text)]
+    assert ours == theirs
+
+
 # -- splitting files ---------------------------------------------------------------------------
 
 

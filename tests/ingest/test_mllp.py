@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import functools
 import itertools
@@ -390,3 +391,69 @@ def test_run_forever_stops_on_sigterm():
         finally:
             if server.poll() is None:
                 server.kill()
+
+
+# -- group commit: a handler that answers several messages at once ------------------------------
+
+
+class Grouping:
+    """A group handler that records each group; the first group waits until let go."""
+
+    def __init__(self, poison: str = "") -> None:
+        self.groups: list[list[str]] = []
+        self.singles: list[str] = []
+        self.first_started, self.release = threading.Event(), threading.Event()
+        self.poison = poison
+
+    def __call__(self, text: str) -> str:
+        self.singles.append(text)
+        if self.poison and self.poison in text:
+            raise RuntimeError("cannot store this one")
+        return accept(text)
+
+    def handle_many(self, texts: list[str]) -> list[str]:
+        self.groups.append([hl7v2.normalize(t).split("|")[9] for t in texts])
+        if len(self.groups) == 1:
+            self.first_started.set()
+            self.release.wait(10)
+        if self.poison and any(self.poison in t for t in texts):
+            raise RuntimeError("the group's transaction failed")
+        return [accept(t) for t in texts]
+
+
+def _send_each(host: str, port: int, ids: list[str]) -> list[list[str]]:
+    with concurrent.futures.ThreadPoolExecutor(len(ids)) as pool:
+        jobs = [pool.submit(mllp.send, host, port, [oru(i)]) for i in ids]
+        return [[msa(a) for a in job.result()] for job in jobs]
+
+
+def test_messages_arriving_during_a_commit_share_the_next_one():
+    handler = Grouping()
+    results: list[list[list[str]]] = []
+    with (
+        mllp.background_server(handler) as (host, port),
+        concurrent.futures.ThreadPoolExecutor(2) as pool,
+    ):
+        held = pool.submit(mllp.send, host, port, [oru("FIRST")])
+        assert handler.first_started.wait(10)
+        later = pool.submit(_send_each, host, port, [f"N{n}" for n in range(6)])
+        time.sleep(0.5)  # all six are queued behind the first commit
+        handler.release.set()
+        results = later.result(10)
+        assert msa(held.result()[0])[1:3] == ["AA", "FIRST"]
+    assert handler.groups[0] == ["FIRST"]
+    assert sorted(handler.groups[1]) == [f"N{n}" for n in range(6)]  # one commit for six
+    assert sorted(r[0][2] for r in results) == [f"N{n}" for n in range(6)]
+    assert all(r[0][1] == "AA" for r in results)
+    assert handler.singles == []
+
+
+def test_a_failing_group_is_answered_message_by_message(caplog):
+    handler = Grouping(poison="BAD")
+    handler.release.set()
+    with mllp.background_server(handler) as (host, port):
+        answers = _send_each(host, port, ["OK1", "BAD1", "OK2"])
+    by_id = {a[0][2]: a[0][1] for a in answers}
+    assert by_id == {"OK1": "AA", "BAD1": "AE", "OK2": "AA"}
+    assert "answering them one by one" in caplog.text
+    assert any("BAD1" in text for text in handler.singles)

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import queue
-import threading
-from concurrent.futures import Future
 
 from wardwatch.domain import Rejection, rejection_frame, reported_frame
 from wardwatch.ingest import hl7v2
-from wardwatch.ingest.mllp import Handler
 from wardwatch.ingest.pipeline import IngestSummary, Pipeline, store_messages
 from wardwatch.store import Batch, Receipt, write_batch
 
@@ -72,66 +68,31 @@ def store_hl7_message(pipeline: Pipeline, text: str, origin: str = "") -> tuple[
     return store_hl7_messages(pipeline, [text], origin)[0]
 
 
-class GroupCommit:
-    """The MLLP handler: messages arriving at once on several connections share one commit.
+class HL7Handler:
+    """The MLLP listener's handler: answers only after the message is committed.
 
-    Each connection still waits for its own ACK, which is sent only after the transaction
-    holding its message has committed. If a group fails as a whole, its messages are retried
-    one by one, so one poisoned message cannot take the others down with it.
+    The server hands it every message that has arrived, on all connections, while the
+    previous group was committing (`handle_many`): they share one transaction, and each
+    connection still gets its own ACK, sent after that commit. If a group fails as a whole,
+    the server retries its messages one by one (`__call__`), so one poisoned message cannot
+    take the others down with it.
     """
 
-    def __init__(self, pipeline: Pipeline, max_group: int = 64) -> None:
+    def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
-        self.max_group = max_group
-        self._waiting: queue.Queue[tuple[str, Future[str]] | None] = queue.Queue()
-        self._committer = threading.Thread(target=self._run, name="hl7-commit", daemon=True)
-        self._committer.start()
 
     def __call__(self, text: str) -> str:
-        answer: Future[str] = Future()
-        self._waiting.put((text, answer))
-        return answer.result()
+        summary, ack = store_hl7_message(self.pipeline, text)
+        log.info("HL7 message: %s", _note(summary))
+        return ack
 
-    def close(self) -> None:
-        self._waiting.put(None)
-        self._committer.join()
-
-    def _next_group(self) -> list[tuple[str, Future[str]]] | None:
-        first = self._waiting.get()
-        if first is None:
-            return None
-        group = [first]
-        while len(group) < self.max_group:
-            try:
-                item = self._waiting.get_nowait()
-            except queue.Empty:
-                break
-            if item is None:
-                self._waiting.put(None)
-                break
-            group.append(item)
-        return group
-
-    def _run(self) -> None:
-        while (group := self._next_group()) is not None:
-            try:
-                answers = store_hl7_messages(self.pipeline, [text for text, _ in group])
-            except Exception:
-                log.exception("group of %d HL7 messages failed; retrying one by one", len(group))
-                self._one_by_one(group)
-            else:
-                for (_, answer), (summary, ack) in zip(group, answers, strict=True):
-                    log.info("HL7 message: %s", _note(summary))
-                    answer.set_result(ack)
-
-    def _one_by_one(self, group: list[tuple[str, Future[str]]]) -> None:
-        for text, answer in group:
-            try:
-                answer.set_result(store_hl7_message(self.pipeline, text)[1])
-            except Exception as error:  # noqa: BLE001 - the MLLP server answers AE with it
-                answer.set_exception(error)
+    def handle_many(self, texts: list[str]) -> list[str]:
+        answers = store_hl7_messages(self.pipeline, texts)
+        for summary, _ in answers:
+            log.info("HL7 message: %s", _note(summary))
+        return [ack for _, ack in answers]
 
 
-def hl7_handler(pipeline: Pipeline) -> Handler:
+def hl7_handler(pipeline: Pipeline) -> HL7Handler:
     """The MLLP server's handler: returns only after the message is committed."""
-    return GroupCommit(pipeline)
+    return HL7Handler(pipeline)
