@@ -193,19 +193,23 @@ def parse_json(data: str | bytes | dict[str, Any], *, strict: bool = False) -> F
     return out
 
 
-def parse_ndjson(lines: Iterable[str | bytes], *, strict: bool = False) -> FHIRParseResult:
+def parse_ndjson(
+    lines: Iterable[str | bytes], *, strict: bool = False, first_line: int = 1
+) -> FHIRParseResult:
     """Read bulk-data NDJSON: an open file, a list of lines, or the whole text.
 
     A bad line is a Rejection (malformed_json / not_fhir) and the rest is read; only a first
     non-blank line that is not a JSON object raises FHIRError (then this is not NDJSON).
     Lines whose leading "resourceType" names a type wardwatch does not use are counted unread.
+    `first_line` > 1 reads a later piece of a file: reasons give the file's line numbers, and
+    the file has already shown it is NDJSON.
     """
     if isinstance(lines, str | bytes):
         lines = lines.splitlines()
     out = FHIRParseResult()
     context = _Context({}, strict)
-    seen_data = False
-    for number, line in enumerate(lines, start=1):
+    seen_data = first_line > 1
+    for number, line in enumerate(lines, start=first_line):
         text = _line_text(line, number, seen_data, out)
         if text is None:
             continue
@@ -719,16 +723,24 @@ def _codeable(value: object, path: str) -> tuple[list[Resource], str | None]:
 
 
 def _coding(value: object, path: str, index: int | None = None) -> Resource:
-    if isinstance(value, dict):
-        system, code, display = value.get("system"), value.get("code"), value.get("display")
-        if _is_text(system) and _is_code(code) and _is_text(display):
-            return value
+    if type(value) is dict:
+        try:
+            if _coding_ok(value.get("system"), value.get("code"), value.get("display")):
+                return value
+        except TypeError:  # a list or object where text belongs: unhashable; said below
+            pass
     where = path if index is None else f"{path}.coding[{index}]"
     coding = _object(value, where)
     _uri(coding.get("system"), where, ".system")
     _code(coding.get("code"), where, ".code")
     _string(coding.get("display"), where, ".display")
     raise _Invalid(f"{where}: is not a valid Coding")  # unreachable: a check above failed
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _coding_ok(system: object, code: object, display: object) -> bool:
+    """Cached: a bulk export repeats the same few hundred codings millions of times."""
+    return _is_text(system) and _is_code(code) and _is_text(display)
 
 
 def _period_start(value: object, path: str) -> datetime | None:
@@ -786,7 +798,7 @@ def _integer(value: object, path: str) -> int:
 
 
 def _is_text(value: object) -> bool:
-    return value is None or (isinstance(value, str) and value.strip() != "")
+    return value is None or (isinstance(value, str) and value != "" and not value.isspace())
 
 
 def _is_code(value: object) -> bool:

@@ -22,6 +22,7 @@ from wardwatch.settings import Settings
 from wardwatch.store import Batch, Receipt, WriteResult, seen_messages, write_batch
 from wardwatch.store.reads import known_patients
 from wardwatch.terminology import LocalCodeMap, normalize
+from wardwatch.terminology.normalize import Normalized
 
 
 @dataclass(slots=True)
@@ -92,11 +93,24 @@ def _gated(
     parse_rejections: pd.DataFrame | None,
 ) -> Gated:
     normalized = normalize(reported, pipeline.code_map)
+    received = len(reported) + (0 if parse_rejections is None else len(parse_rejections))
+    return gate_normalized(conn, pipeline, normalized, patients, parse_rejections, received)
+
+
+def gate_normalized(
+    conn: Connection,
+    pipeline: Pipeline,
+    normalized: Normalized,
+    patients: list[Patient],
+    parse_rejections: pd.DataFrame | None,
+    received: int,
+) -> Gated:
+    """The quality gate over already-normalized rows (it reads the store: who is known)."""
     batch_patients = {p.patient_id for p in patients}
-    gated = gate(normalized.observations, pipeline.context(conn, reported, batch_patients))
+    context = pipeline.context(conn, normalized.observations, batch_patients)
+    gated = gate(normalized.observations, context)
     found = [parse_rejections, normalized.rejections, gated.rejections]
     rejections = pd.concat([f for f in found if f is not None and not f.empty] or [found[1]])
-    received = len(reported) + (0 if parse_rejections is None else len(parse_rejections))
     return Gated(gated.accepted, rejections, received)
 
 
