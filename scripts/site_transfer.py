@@ -27,7 +27,11 @@ alert are those of the alert policy replayed over the target (`alerts.burden`).
 A split by admission period (train on earlier patients, test on later ones) is not possible:
 the files carry no dates, only hours since ICU admission.
 
-Run: `.venv/bin/python scripts/site_transfer.py [SET_A_DIR]` (default /tmp/setA/training_setA).
+A second experiment is closer to the issue's setting: a model that never saw the target unit
+(trained on the source unit only, `foreign_direction`); `--foreign-only` runs just that one.
+
+Run: `.venv/bin/python scripts/site_transfer.py [SET_A_DIR] [--foreign-only]` (default
+/tmp/setA/training_setA).
 """
 
 from __future__ import annotations
@@ -44,17 +48,21 @@ import pandas as pd
 from wardwatch.alerts.burden import burden
 from wardwatch.alerts.policy import PolicyBook
 from wardwatch.evaluate.utility import utility
+from wardwatch.features import build_features
 from wardwatch.ingest.psv import LABEL, read_cohort
 from wardwatch.model.artifact import SHIPPED, load_shipped_model
 from wardwatch.model.split import SPLIT_SALT, TEST, assign_split, buckets
+from wardwatch.model.train import SepsisModelTrainer
 from wardwatch.site.calibrate import (
     SiteData,
     Target,
     calibrate_site,
+    estimate_prior_shift,
     replay,
     training_prevalence,
     unit_threshold,
 )
+from wardwatch.site.config import stay_units
 
 SET_A = Path("/tmp/setA/training_setA")
 HALVES_SALT = "wardwatch-site-transfer-halves"
@@ -137,7 +145,8 @@ def direction(data: SiteData, source_unit: str, target_unit: str) -> dict[str, A
         "source_at_that_threshold": source_at_best,
         "budget": budget,
         "source_rate_at_shipped_threshold": usual["alerts_per_100_patient_days"],
-        "em_prevalence": shifted.prior_shift.site_prevalence[target_unit],
+        "em_prevalence": estimate_prior_shift(blind, training_prevalence(SHIPPED))
+        .site_prevalence[target_unit],
         "true_hourly_prevalence": float(target.wide[LABEL].mean()),
         "rows": {
             "shipped threshold, unadjusted": outcome(target, [(everything, model.threshold)]),
@@ -148,6 +157,74 @@ def direction(data: SiteData, source_unit: str, target_unit: str) -> dict[str, A
                 target, [(everything, label_free(usual["alerts_per_100_patient_days"]))]
             ),
             "label-free: EM prior shift": outcome(moved, [(everything, model.threshold)]),
+            "within-site (own labels, 2-fold)": within_site(target),
+        },
+    }
+
+
+def foreign_direction(wide: pd.DataFrame, source_unit: str, target_unit: str) -> dict[str, Any]:
+    """The issue's own setting: a model that has never seen the target unit.
+
+    A one-member model is trained on the source unit's train and calibration splits only (its
+    threshold set on its own calibration patients, as `wardwatch train` does); the budget is
+    its policy rate on the source's held-out (test-split) patients. Every target figure is on
+    the target unit's test-split patients, who were never used for anything else.
+    """
+    units = stay_units(wide)
+    held_out = assign_split(wide["patient_id"], SPLIT_SALT) == TEST
+    train_rows = (units == source_unit) & ~held_out
+    source_wide = wide[train_rows].reset_index(drop=True)
+    trainer = SepsisModelTrainer(n_members=1, seed=2019)
+    trainer.fit(build_features(source_wide), source_wide[LABEL], source_wide["patient_id"])
+    model = trainer.risk_model_
+    source_prevalence = float(source_wide[LABEL].mean())
+    source = SiteData.score(wide[(units == source_unit) & held_out], model)
+    target = SiteData.score(wide[(units == target_unit) & held_out], model)
+    everything = np.ones(len(target.wide), bool)
+    at_source = outcome(source, [(np.ones(len(source.wide), bool), model.threshold)])
+    budget = at_source["alerts_per_100_patient_days"]
+    blind = unlabelled(target)
+    shift = estimate_prior_shift(blind, source_prevalence)
+    source_em = estimate_prior_shift(unlabelled(source), source_prevalence)
+    ratio = shift.site_prevalence[target_unit] / source_em.site_prevalence[source_unit]
+    # The model's own estimate of how many hours are septic: its mean risk.
+    risk_ratio = float(np.mean(target.risk) / np.mean(source.risk))
+
+    def label_free(rate: float) -> float:
+        aim = Target("alerts_per_100_patient_days", rate)
+        return calibrate_site(blind, "foreign", model.threshold, target=aim).thresholds[
+            target_unit
+        ]
+
+    moved = target.with_risk(shift.adjust(target.risk, target.units))
+    guarded = calibrate_site(blind, "foreign", model.threshold, prior_shift_from=source_prevalence)
+    assert guarded.prior_shift is not None
+    trusted = target.with_risk(guarded.prior_shift.adjust(target.risk, target.units))
+    return {
+        "source": source_unit,
+        "target": target_unit,
+        "source_patients": source.stays().n_stays,
+        "target_patients": target.stays().n_stays,
+        "target_septic": int(target.stays().septic.sum()),
+        "source_utility_optimal_threshold": model.threshold,
+        "source_at_that_threshold": at_source,
+        "budget": budget,
+        "source_rate_at_shipped_threshold": budget,
+        "em_prevalence": shift.site_prevalence[target_unit],
+        "true_hourly_prevalence": float(target.wide[LABEL].mean()),
+        "rows": {
+            "source threshold, unadjusted": outcome(target, [(everything, model.threshold)]),
+            "label-free: source's alert rate": outcome(target, [(everything, label_free(budget))]),
+            "label-free: rate x EM prevalence ratio": outcome(
+                target, [(everything, label_free(budget * ratio))]
+            ),
+            "label-free: rate x mean-risk ratio": outcome(
+                target, [(everything, label_free(budget * risk_ratio))]
+            ),
+            "label-free: EM prior shift": outcome(moved, [(everything, model.threshold)]),
+            "label-free: EM shift where trusted": outcome(
+                trusted, [(everything, model.threshold)]
+            ),
             "within-site (own labels, 2-fold)": within_site(target),
         },
     }
@@ -178,11 +255,19 @@ def _pct(value: float | None) -> str:
 
 
 def main(argv: list[str]) -> int:
+    foreign_only = "--foreign-only" in argv
+    argv = [a for a in argv if a != "--foreign-only"]
     set_a = Path(argv[1]) if len(argv) > 1 else SET_A
     if not set_a.is_dir():
         print(f"skipped: {set_a} is absent (PhysioNet 2019 training set A, 20,336 .psv files)")
         return 0
     started = time.perf_counter()
+    if foreign_only:
+        wide = read_cohort(set_a, as_stored=True)
+        for source, target in (UNITS, UNITS[::-1]):
+            show(foreign_direction(wide, source, target))
+        print(f"\n{time.perf_counter() - started:.0f} s")
+        return 0
     data = load(set_a)
     units, counts = np.unique(data.units[data.stays().starts], return_counts=True)
     found = dict(zip(units.tolist(), counts.tolist(), strict=True))
@@ -191,6 +276,10 @@ def main(argv: list[str]) -> int:
     print("split by admission period: not possible, the files carry no dates")
     for source, target in (UNITS, UNITS[::-1]):
         show(direction(data, source, target))
+    print("\n--- a model that has never seen the target unit (trained on the source only) ---")
+    wide = read_cohort(set_a, as_stored=True)
+    for source, target in (UNITS, UNITS[::-1]):
+        show(foreign_direction(wide, source, target))
     print(f"\n{time.perf_counter() - started:.0f} s")
     return 0
 

@@ -195,12 +195,21 @@ def test_em_recovers_a_known_prevalence():
 
 
 def test_prior_shift_alone_keeps_the_model_threshold_on_shifted_risks(sample, model):
-    config = calibrate_site(sample, model.version, model.threshold, prior_shift_from=0.02)
+    micu = sample.rows(sample.units == "MICU")
+    prior = float(np.mean(micu.risk))  # EM's fixed point: it agrees with the mean risk
+    config = calibrate_site(micu, model.version, model.threshold, prior_shift_from=prior)
     assert config.method == "model-threshold+prior-shift"
-    assert config.thresholds == dict.fromkeys(("ICU", "MICU", "SICU"), model.threshold)
-    assert config.prior_shift is not None and set(config.prior_shift.site_prevalence) == {
-        "ICU", "MICU", "SICU"
-    }  # fmt: skip
+    assert config.thresholds == {"MICU": model.threshold}
+    assert config.prior_shift is not None
+    assert config.prior_shift.site_prevalence == {"MICU": pytest.approx(prior, rel=1e-4)}
+
+
+def test_a_prior_shift_em_cannot_be_believed_is_not_applied(sample, model):
+    """EM far from the mean risk means the case mix moved too: no shift beats a wrong one."""
+    config = calibrate_site(sample, model.version, model.threshold, prior_shift_from=0.5)
+    assert config.prior_shift is not None and dict(config.prior_shift.site_prevalence) == {}
+    assert sum("not applied" in note for note in config.notes) == 3
+    assert np.array_equal(config.risk(sample.risk, sample.units), sample.risk)
 
 
 def test_training_prevalence_of_the_shipped_model_is_set_as_prevalence():
