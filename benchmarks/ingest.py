@@ -57,7 +57,8 @@ def psv_source(path: str | None, patients: int | None, scratch: Path) -> Path:
         chosen = scratch / "chosen"
         chosen.mkdir(exist_ok=True)
         for file in sorted(source.glob("*.psv"))[:patients]:
-            (chosen / file.name).symlink_to(file)
+            if not (chosen / file.name).exists():  # the second database reuses the choice
+                (chosen / file.name).symlink_to(file)
         source = chosen
     return source
 
