@@ -104,6 +104,14 @@ def outcome(data: SiteData, parts: list[tuple[npt.NDArray[np.bool_], float]]) ->
     }
 
 
+def budget_threshold(
+    blind: SiteData, version: str, threshold: float, unit: str, rate: float
+) -> float:
+    """Label-free site calibration: the unit's threshold for `rate` alerts / 100 patient-days."""
+    aim = Target("alerts_per_100_patient_days", rate)
+    return calibrate_site(blind, version, threshold, target=aim).thresholds[unit]
+
+
 def within_site(target: SiteData) -> dict[str, Any]:
     """2-fold cross-fitted utility-optimal thresholds on the target's own labels."""
     first_half = buckets(target.wide["patient_id"], HALVES_SALT) < 50
@@ -126,10 +134,7 @@ def direction(data: SiteData, source_unit: str, target_unit: str) -> dict[str, A
     blind = unlabelled(target)
 
     def label_free(rate: float) -> float:
-        aim = Target("alerts_per_100_patient_days", rate)
-        return calibrate_site(blind, model.version, model.threshold, target=aim).thresholds[
-            target_unit
-        ]
+        return budget_threshold(blind, model.version, model.threshold, target_unit, rate)
 
     shifted = calibrate_site(blind, model.version, model.threshold,
                              prior_shift_from=training_prevalence(SHIPPED))  # fmt: skip
@@ -191,10 +196,7 @@ def foreign_direction(wide: pd.DataFrame, source_unit: str, target_unit: str) ->
     risk_ratio = float(np.mean(target.risk) / np.mean(source.risk))
 
     def label_free(rate: float) -> float:
-        aim = Target("alerts_per_100_patient_days", rate)
-        return calibrate_site(blind, "foreign", model.threshold, target=aim).thresholds[
-            target_unit
-        ]
+        return budget_threshold(blind, "foreign", model.threshold, target_unit, rate)
 
     moved = target.with_risk(shift.adjust(target.risk, target.units))
     guarded = calibrate_site(blind, "foreign", model.threshold, prior_shift_from=source_prevalence)
@@ -209,7 +211,6 @@ def foreign_direction(wide: pd.DataFrame, source_unit: str, target_unit: str) ->
         "source_utility_optimal_threshold": model.threshold,
         "source_at_that_threshold": at_source,
         "budget": budget,
-        "source_rate_at_shipped_threshold": budget,
         "em_prevalence": shift.site_prevalence[target_unit],
         "true_hourly_prevalence": float(target.wide[LABEL].mean()),
         "rows": {
@@ -237,8 +238,9 @@ def show(result: dict[str, Any]) -> None:
     src = result["source_at_that_threshold"]
     print(f"  source utility-optimal threshold {result['source_utility_optimal_threshold']:.4f}"
           f" (source utility {src['utility']:.3f}); budget = its policy rate "
-          f"{result['budget']:.1f} alerts / 100 patient-days (at the shipped threshold: "
-          f"{result['source_rate_at_shipped_threshold']:.1f})")  # fmt: skip
+          f"{result['budget']:.1f} alerts / 100 patient-days")  # fmt: skip
+    if "source_rate_at_shipped_threshold" in result:
+        print(f"  (at the shipped threshold: {result['source_rate_at_shipped_threshold']:.1f})")
     print(f"  EM prior shift: target prevalence estimated {result['em_prevalence']:.2%}, "
           f"labelled {result['true_hourly_prevalence']:.2%} of hours")  # fmt: skip
     print(f"  {'method':<40} {'threshold':>16} {'utility':>8} {'alerts/100pd':>12} "

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -116,15 +118,8 @@ def reported_frame(items: list[Reported]) -> pd.DataFrame:
     Built column by column: the row-wise DataFrame constructor costs a millisecond even for
     the five results of one HL7 message.
     """
-    columns = list(zip(*map(_reported_row, items), strict=True)) or [()] * len(REPORTED_COLUMNS)
-    by_name = dict(zip(REPORTED_COLUMNS, columns, strict=True))
-    # Text stays as Python objects (dtype=object): pandas would otherwise copy every string,
-    # payloads being whole resources, into Arrow: most of the cost of this frame, for no use.
-    frame = pd.DataFrame(
-        {name: np.array(by_name[name], dtype=object) for name in _TEXT_COLUMNS},
-        dtype=object,
-        copy=False,
-    )
+    by_name = _object_columns(items, _reported_row, REPORTED_COLUMNS)
+    frame = pd.DataFrame({name: by_name[name] for name in _TEXT_COLUMNS}, dtype=object, copy=False)
     values = by_name["value"]
     frame.insert(_VALUE_AT, "value", np.array([np.nan if v is None else v for v in values],
                                               dtype="float64"))  # fmt: skip
@@ -138,10 +133,21 @@ _TIME_AT = REPORTED_COLUMNS.index("effective_at")
 
 
 def rejection_frame(items: list[Rejection]) -> pd.DataFrame:
-    columns = list(zip(*map(_rejection_row, items), strict=True)) or [()] * len(REJECTION_COLUMNS)
-    data = {name: np.array(col, dtype=object)
-            for name, col in zip(REJECTION_COLUMNS, columns, strict=True)}  # fmt: skip
+    data = _object_columns(items, _rejection_row, REJECTION_COLUMNS)
     return pd.DataFrame(data, dtype=object, copy=False)
+
+
+def _object_columns(
+    items: list[Any], row: Callable[[Any], tuple[Any, ...]], names: tuple[str, ...]
+) -> dict[str, np.ndarray]:
+    """Each field of `items` as an object array, by name.
+
+    Text stays as Python objects (the frames are built with dtype=object): pandas would
+    otherwise copy every string, payloads being whole resources, into Arrow, most of the
+    cost of these frames, for no use.
+    """
+    columns = list(zip(*map(row, items), strict=True)) or [()] * len(names)
+    return {name: np.array(col, dtype=object) for name, col in zip(names, columns, strict=True)}
 
 
 def observations_from_frame(frame: pd.DataFrame) -> list[Observation]:

@@ -27,8 +27,7 @@ import pandas as pd
 
 from wardwatch.domain import Encounter, Patient, rejection_frame, reported_frame
 from wardwatch.ingest import fhir
-from wardwatch.ingest.pipeline import IngestSummary, Pipeline, _summary, gate_normalized
-from wardwatch.store import Batch, write_batch
+from wardwatch.ingest.pipeline import IngestSummary, Pipeline, store_normalized
 from wardwatch.terminology import LocalCodeMap, normalize
 from wardwatch.terminology.normalize import Normalized
 
@@ -72,14 +71,11 @@ def prepare(piece: bytes, first_line: int, code_map: LocalCodeMap) -> Prepared:
 def store_prepared(pipeline: Pipeline, piece: Prepared) -> IngestSummary:
     """Gate and commit one piece."""
     with pipeline.engine.begin() as conn:
-        gated = gate_normalized(
-            conn, pipeline, piece.normalized, piece.patients, piece.parse_rejections,
-            piece.received,
+        summary = store_normalized(
+            conn, pipeline, piece.normalized, patients=piece.patients,
+            encounters=piece.encounters, parse_rejections=piece.parse_rejections,
+            received=piece.received,
         )  # fmt: skip
-        result = write_batch(
-            conn, Batch(gated.accepted, gated.rejections, piece.patients, piece.encounters)
-        )
-    summary = _summary(gated, result, len({p.patient_id for p in piece.patients}))
     summary.ignored.update(piece.ignored)
     return summary
 

@@ -132,7 +132,26 @@ def store_batch(
     parse_rejections: pd.DataFrame | None = None,
 ) -> IngestSummary:
     """Normalize, gate and write one batch inside the caller's transaction."""
-    gated = _gated(conn, pipeline, reported, patients, parse_rejections)
+    received = len(reported) + (0 if parse_rejections is None else len(parse_rejections))
+    return store_normalized(
+        conn, pipeline, normalize(reported, pipeline.code_map), patients=patients,
+        encounters=encounters, parse_rejections=parse_rejections, received=received,
+    )  # fmt: skip
+
+
+def store_normalized(
+    conn: Connection,
+    pipeline: Pipeline,
+    normalized: Normalized,
+    *,
+    patients: list[Patient],
+    encounters: list[Encounter],
+    parse_rejections: pd.DataFrame | None,
+    received: int,
+) -> IngestSummary:
+    """Gate and write already-normalized rows inside the caller's transaction (bulk workers
+    normalize; the gate reads the store, so it runs here)."""
+    gated = gate_normalized(conn, pipeline, normalized, patients, parse_rejections, received)
     result = write_batch(conn, Batch(gated.accepted, gated.rejections, patients, encounters))
     return _summary(gated, result, len({p.patient_id for p in patients}))
 
