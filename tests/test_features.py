@@ -9,10 +9,12 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.strategies import wide_frame
 
 import wardwatch
 from wardwatch.features import FEATURE_NAMES, FeatureError, build_features, latest_features
 from wardwatch.ingest.psv import DEMOGRAPHICS, MEASURED, read_cohort
+from wardwatch.scores import BASELINES
 
 SAMPLE = Path(wardwatch.__file__).parent / "data" / "physionet_sample" / "setA_sample.tar.gz"
 
@@ -139,3 +141,102 @@ def test_no_look_ahead(history):
     frame, k = history
     assert same(build_features(frame).iloc[:k], build_features(frame.iloc[:k]))
     assert same(latest_features(frame.iloc[:k]), build_features(frame).iloc[k - 1 : k])
+
+
+# ---------------------------------------------------------------- scores: one definition
+
+
+def test_sofa_features_follow_the_documented_rules():
+    # Respiration by Rice 2007's S/F cut-offs 148/232/316/400 (closed on the left):
+    # 97 / 0.3 = 323.3 -> 1 (Pandharipande's 214-357 band, used here before, gave 2);
+    # an FiO2 of 0.05 (an oxygen flow charted as FiO2) is no FiO2: respiration unknown.
+    # Bilirubin 1.995 is in 1.2-1.9 read as [1.2, 2.0) -> 1 (the bands closed on the right at
+    # 1.99, used here before, gave 2); creatinine 1.195 < 1.2 -> 0 (before: 1).
+    f = build_features(
+        patient([1, 2], O2Sat=[97, 97], FiO2=[0.3, 0.05], Bilirubin_total=[1.995, NA],
+                Creatinine=[1.195, NA])
+    )  # fmt: skip
+    assert f.iloc[0]["SOFA_resp"] == 1 and np.isnan(f.iloc[1]["SOFA_resp"])
+    assert f.iloc[0]["SOFA_liver"] == 1 and f.iloc[0]["SOFA_renal"] == 0
+    assert f.iloc[1]["SOFA_components"] == 2  # liver and renal from hour 1; no respiration
+    # NEWS2: SpO2 97 -> 0 is known; air or oxygen is not (FiO2 0.05), so 1 component, 0 points
+    assert f.iloc[1]["NEWS2_partial"] == 0 and f.iloc[1]["NEWS2_components"] == 1
+    assert f.iloc[0]["NEWS2_components"] == 2  # FiO2 0.3: oxygen, 2 points
+    assert f.iloc[0]["NEWS2_partial"] == 2
+
+
+def _around(low: float, high: float, *edges: float) -> st.SearchStrategy[float]:
+    """Values in [low, high], the band edges and their near neighbours often."""
+    near = [e + d for e in edges for d in (-0.01, 0.0, 0.01)]
+    return st.one_of(st.sampled_from(near), st.floats(low, high, allow_nan=False))
+
+
+SCORE_INPUTS = {
+    "Temp": _around(30, 43, 35, 36, 38, 39), "HR": _around(20, 220, 40, 50, 90, 110, 130),
+    "Resp": _around(2, 60, 8, 11, 20, 22, 24), "SBP": _around(40, 260, 90, 100, 110, 219),
+    "DBP": _around(20, 140, 45, 60), "MAP": _around(30, 160, 70),
+    "O2Sat": _around(50, 100, 91, 93, 95), "FiO2": _around(0.21, 1.0, 0.3, 0.5),
+    "Platelets": _around(1, 600, 20, 50, 100, 150), "PaCO2": _around(10, 100, 32),
+    "Bilirubin_total": _around(0.1, 40, 1.2, 2, 6, 12),
+    "Creatinine": _around(0.1, 15, 1.2, 2, 3.5, 5),
+    "WBC": _around(0.1, 60, 4, 12),
+}  # fmt: skip
+# Not a plausible FiO2 (0.21-1.0): a flow in L/min or a percentage charted as a fraction.
+IMPLAUSIBLE_FIO2 = st.sampled_from([0.02, 0.1, 0.2, 40.0])
+SCORES = {"SOFA": "sofa", "SIRS": "sirs", "qSOFA": "qsofa", "NEWS2": "news2"}
+
+
+def _known_components(k: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
+    """Written from the published criteria, not from the code: when is each component known?"""
+    pressures = k["MAP"] | (k["SBP"] & k["DBP"])
+    return {
+        "SOFA": [k["O2Sat"] & k["FiO2"], k["Platelets"], k["Bilirubin_total"], pressures,
+                 k["Creatinine"]],
+        "SIRS": [k["Temp"], k["HR"], k["Resp"] | k["PaCO2"], k["WBC"]],
+        "qSOFA": [k["Resp"], k["SBP"]],
+        "NEWS2": [k["Resp"], k["O2Sat"], k["FiO2"], k["SBP"], k["HR"], k["Temp"]],
+    }  # fmt: skip
+
+
+@st.composite
+def score_hours(draw: st.DrawFn, missing: bool) -> pd.DataFrame:
+    """One stay of 1-6 hours; every score input measured every hour unless `missing`."""
+    hours = []
+    for _ in range(draw(st.integers(1, 6))):
+        hour = {}
+        for name, strategy in SCORE_INPUTS.items():
+            if missing and name == "FiO2":
+                strategy = st.one_of(strategy, IMPLAUSIBLE_FIO2)
+            if not missing or draw(st.booleans()):
+                hour[name] = draw(strategy)
+        hours.append(hour)
+    return wide_frame({"p": hours})
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(score_hours(missing=False))
+def test_partial_scores_equal_the_baselines_when_everything_is_known(wide):
+    features = build_features(wide)
+    for score, baseline in SCORES.items():
+        points = BASELINES[baseline].score(wide)
+        assert features[f"{score}_partial"].tolist() == points.tolist(), score
+        components = len(_known_components(dict.fromkeys(SCORE_INPUTS, True))[score])
+        assert (features[f"{score}_components"] == components).all(), score
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(score_hours(missing=True))
+def test_with_inputs_missing_the_counts_are_the_components_with_known_inputs(wide):
+    features = build_features(wide)
+    last = wide[list(SCORE_INPUTS)].ffill()  # one stay: the last known values
+    known = {name: last[name].notna().to_numpy() for name in SCORE_INPUTS}
+    fio2 = last["FiO2"].to_numpy()
+    known["FiO2"] = (fio2 >= 0.21) & (fio2 <= 1.0)  # an implausible FiO2 is no FiO2
+    expected = _known_components(known)
+    for score, baseline in SCORES.items():
+        count = np.sum(expected[score], axis=0)
+        assert features[f"{score}_components"].tolist() == count.tolist(), score
+        partial = features[f"{score}_partial"].to_numpy()
+        assert (np.isnan(partial) == (count == 0)).all(), score
+        # An unknown component adds nothing to either: the bedside points are the partial sum.
+        assert np.nan_to_num(partial).tolist() == BASELINES[baseline].score(wide).tolist(), score

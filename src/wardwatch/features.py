@@ -21,28 +21,35 @@ Per measured variable `V` (the 34 of `wardwatch.ingest.psv.MEASURED`):
 | `V_min_6h` …      | min / max of the values measured in the hours (t-6, t] / (t-24, t] |
 
 Derived (`DERIVED_FEATURES`, from the last known values): shock index HR/SBP, MAP (measured,
-else (SBP + 2 DBP) / 3), pulse pressure, SpO2/FiO2 and SaO2/FiO2 (no PaO2 in the data),
-BUN/creatinine; SOFA components (respiratory from SpO2/FiO2 by Pandharipande 2009's S/F
-cut-offs, platelets, bilirubin, MAP < 70, creatinine) and partial SOFA, SIRS, qSOFA and NEWS2
-sums, each with the count of components available. Then `DEMOGRAPHIC_FEATURES` as given
-(ICULOS = the row's hour = ICU length of stay so far).
+else (SBP + 2 DBP) / 3), pulse pressure, SpO2/FiO2 and SaO2/FiO2 (no PaO2 in the data; the raw
+ratios, whatever the FiO2), BUN/creatinine; the SOFA organ points (respiration from SpO2/FiO2
+by Rice 2007's S/F cut-offs with a plausible FiO2, platelets, bilirubin, MAP < 70, creatinine)
+and partial SOFA, SIRS, qSOFA and NEWS2 sums, each with the count of components available.
+The scores are not defined here: they are the components of `wardwatch.scores` (sofa, sirs,
+qsofa, news2), the same definitions the rule-based baselines add up, so a feature and its
+baseline cannot drift apart. Then `DEMOGRAPHIC_FEATURES` as given (ICULOS = the row's hour =
+ICU length of stay so far).
 
 Missing is not normal (design rule 1): nothing is imputed. A value never measured stays NaN
-with its age; derived scores are *partial* — computed from the components whose inputs exist,
-with the number of components counted beside them — and NaN when no component is available.
+with its age; derived scores are *partial* — computed from the components whose inputs exist
+(an FiO2 outside 0.21–1.0 is not one), with the number of components counted beside them — and
+NaN when no component is available. Where every input is known, a partial score equals the
+baseline's points.
 
 Windows are in hours (the `hour` column), not rows, so a gap in the hourly grid is handled.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from wardwatch.ingest.psv import MEASURED
+from wardwatch.scores import news2, qsofa, sirs, sofa
+from wardwatch.scores.rules import partial
 
 WINDOWS = (6, 24)
 _CHUNK = 8192  # rows per chunk: keeps temporaries in cache, not in fresh pages
@@ -288,87 +295,23 @@ def _range_query(
 # ---------------------------------------------------------------- derived clinical scores
 
 
-def _bands(x: np.ndarray, edges: tuple[float, ...], points: tuple[float, ...]) -> np.ndarray:
-    """points[i] for x in the i-th band of `edges` (right-closed), NaN where x is NaN."""
-    scored = np.asarray(points, dtype="float64")[np.searchsorted(edges, x, side="left")]
-    return np.where(np.isnan(x), np.nan, scored)
-
-
-def _partial(components: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(sum of the available components, how many were available); sum NaN if none."""
-    stacked = np.column_stack(components)
-    available = (~np.isnan(stacked)).sum(axis=1).astype("float64")
-    total = np.where(available > 0, np.nansum(stacked, axis=1), np.nan)
-    return total, available
-
-
 def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         out = a / b
     return np.where(np.isfinite(out), out, np.nan)
 
 
-def _either(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """1 if either criterion holds, 0 if a known one does not, NaN if both unknown."""
-    known = ~(np.isnan(a) & np.isnan(b))
-    return np.where(known, np.fmax(a, b), np.nan)
-
-
-def _criterion(x: np.ndarray, test: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    with np.errstate(invalid="ignore"):
-        return np.where(np.isnan(x), np.nan, test(x).astype("float64"))
-
-
-def _map_est(v: dict[str, np.ndarray]) -> np.ndarray:
-    from_pressures = (v["SBP"] + 2.0 * v["DBP"]) / 3.0
-    return np.where(np.isnan(v["MAP"]), from_pressures, v["MAP"])
-
-
-def _sofa(v: dict[str, np.ndarray], map_est: np.ndarray, spo2_fio2: np.ndarray) -> list:
-    # Respiratory via SpO2/FiO2 (Pandharipande 2009: S/F 512, 357, 214, 89 ≈ P/F 400..100).
-    resp = _bands(-spo2_fio2, (-512.0, -357.0, -214.0, -89.0), (0, 1, 2, 3, 4))
-    coag = _bands(-v["Platelets"], (-150.0, -100.0, -50.0, -20.0), (0, 1, 2, 3, 4))
-    liver = _bands(v["Bilirubin_total"], (1.19, 1.99, 5.99, 11.99), (0, 1, 2, 3, 4))
-    cardio = _criterion(map_est, lambda m: m < 70.0)
-    renal = _bands(v["Creatinine"], (1.19, 1.99, 3.49, 4.99), (0, 1, 2, 3, 4))
-    components = [resp, coag, liver, cardio, renal]
-    return [*components, *_partial(components)]
-
-
-def _sirs(v: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    temp = _criterion(v["Temp"], lambda t: (t > 38.0) | (t < 36.0))
-    heart = _criterion(v["HR"], lambda h: h > 90.0)
-    resp = _either(
-        _criterion(v["Resp"], lambda r: r > 20.0), _criterion(v["PaCO2"], lambda p: p < 32.0)
-    )
-    wbc = _criterion(v["WBC"], lambda w: (w > 12.0) | (w < 4.0))
-    return _partial([temp, heart, resp, wbc])
-
-
-def _qsofa(v: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    # Altered mentation is not in the data: at most 2 of 3 criteria.
-    return _partial(
-        [_criterion(v["Resp"], lambda r: r >= 22.0), _criterion(v["SBP"], lambda s: s <= 100.0)]
-    )
-
-
-def _news2(v: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    # Consciousness is not in the data; supplemental oxygen is read from FiO2 > 0.21.
-    resp = _bands(v["Resp"], (8.0, 11.0, 20.0, 24.0), (3, 1, 0, 2, 3))
-    spo2 = _bands(v["O2Sat"], (91.0, 93.0, 95.0), (3, 2, 1, 0))
-    oxygen = _criterion(v["FiO2"], lambda f: f > 0.21) * 2.0
-    sbp = _bands(v["SBP"], (90.0, 100.0, 110.0, 219.0), (3, 2, 1, 0, 3))
-    pulse = _bands(v["HR"], (40.0, 50.0, 90.0, 110.0, 130.0), (3, 1, 0, 1, 2, 3))
-    temp = _bands(v["Temp"], (35.0, 36.0, 38.0, 39.0), (3, 1, 0, 1, 2))
-    return _partial([resp, spo2, oxygen, sbp, pulse, temp])
-
-
 def _derived(v: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """DERIVED_FEATURES, in order, from the current last-known values."""
-    map_est = _map_est(v)
-    spo2_fio2 = _ratio(v["O2Sat"], v["FiO2"])
+    """DERIVED_FEATURES, in order, from the current last-known values.
+
+    The clinical scores are `wardwatch.scores`' components — the baselines' own definitions —
+    read as partial sums with their counts; nothing about a score is defined here.
+    """
+    sofa_organs = sofa.components(v)
     return [
-        _ratio(v["HR"], v["SBP"]), map_est, v["SBP"] - v["DBP"], spo2_fio2,
-        _ratio(v["SaO2"], v["FiO2"]), _ratio(v["BUN"], v["Creatinine"]),
-        *_sofa(v, map_est, spo2_fio2), *_sirs(v), *_qsofa(v), *_news2(v),
+        _ratio(v["HR"], v["SBP"]), sofa.mean_arterial_pressure(v), v["SBP"] - v["DBP"],
+        _ratio(v["O2Sat"], v["FiO2"]), _ratio(v["SaO2"], v["FiO2"]),
+        _ratio(v["BUN"], v["Creatinine"]),
+        *sofa_organs, *partial(sofa_organs), *partial(sirs.components(v)),
+        *partial(qsofa.components(v)), *partial(news2.components(v)),
     ]  # fmt: skip

@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 from tests.strategies import wide_frame
 
-from wardwatch.scores import BASELINES, DEFAULT_BASELINES, get_baseline, last_known
+from wardwatch.ingest.psv import MEASURED
+from wardwatch.scores import BASELINES, DEFAULT_BASELINES, get_baseline, last_known, news2, sofa
 from wardwatch.scores.rules import banded
 
 
@@ -36,9 +37,12 @@ def test_missing_values_add_no_points():
 
 
 def test_bands_closed_on_the_right_or_left():
+    # A missing value is an unknown band (NaN), not 0 points: `bedside` turns it into 0 later.
     values = np.array([7.9, 8, 8.5, 11, 11.5, np.nan])
-    assert banded(values, [8, 11], [3, 1, 0]).tolist() == [3, 3, 1, 1, 0, 0]
-    assert banded(values, [8, 11], [3, 1, 0], closed="left").tolist() == [3, 1, 1, 0, 0, 0]
+    right = banded(values, [8, 11], [3, 1, 0])
+    left = banded(values, [8, 11], [3, 1, 0], closed="left")
+    assert right.tolist()[:5] == [3, 3, 1, 1, 0] and np.isnan(right[5])
+    assert left.tolist()[:5] == [3, 1, 1, 0, 0] and np.isnan(left[5])
     with pytest.raises(ValueError, match="one more band"):
         banded(values, [8, 11], [3, 1])
 
@@ -129,6 +133,48 @@ def test_sirs(hour, expected):
 )  # fmt: skip
 def test_sofa_organs(hour, expected):
     assert points("sofa", hour) == [expected]
+
+
+@pytest.mark.parametrize(
+    ("hour", "expected"),
+    [
+        # No MAP charted: (SBP + 2 DBP) / 3 = (90 + 110) / 3 = 66.7 < 70 -> 1 (before the merge
+        # with the features' definition an uncharted MAP added 0 here);
+        ({"SBP": 90, "DBP": 55}, 1),
+        # (90 + 120) / 3 = 70, not below 70 -> 0; one pressure alone estimates nothing -> 0;
+        ({"SBP": 90, "DBP": 60}, 0), ({"SBP": 60}, 0),
+        # a charted MAP wins over the estimate: MAP 75 -> 0 although (80 + 100) / 3 = 60.
+        ({"MAP": 75, "SBP": 80, "DBP": 50}, 0),
+    ],
+)  # fmt: skip
+def test_sofa_cardiovascular_estimates_map_only_when_none_is_charted(hour, expected):
+    assert points("sofa", hour) == [expected]
+
+
+def _last(**known: float) -> dict[str, np.ndarray]:
+    """One row of last known values: the given ones, every other variable unknown."""
+    return {name: np.array([known.get(name, np.nan)]) for name in MEASURED}
+
+
+def test_a_component_is_unknown_until_its_inputs_are():
+    organs = [float(c[0]) for c in sofa.components(_last(O2Sat=95, FiO2=0.4, Platelets=99))]
+    # respiration 95 / 0.4 = 237.5 -> 2; platelets 99 -> 2; liver, MAP, creatinine unknown
+    assert organs[:2] == [2, 2] and np.isnan(organs[2:]).all()
+    # an FiO2 outside 0.21-1.0 is no FiO2: the organ / parameter that needs it is unknown
+    for fio2 in (0.05, 0.2, 40.0):
+        assert np.isnan(sofa.components(_last(O2Sat=95, FiO2=fio2))[0][0])
+        assert np.isnan(news2.components(_last(FiO2=fio2))[2][0])
+    assert news2.components(_last(FiO2=0.21))[2][0] == 0  # room air is known: 0 points
+    assert news2.components(_last(FiO2=1.0))[2][0] == 2
+
+
+def test_components_read_a_frame_or_a_dict_of_arrays_alike():
+    hours = [{"HR": 131, "Resp": 23}, {"SBP": 95, "O2Sat": 93, "FiO2": 0.5}, {"Temp": 35.5}]
+    last = last_known(wide_frame({"p": hours}))
+    arrays = {name: last[name].to_numpy() for name in MEASURED}
+    for rule in (news2, sofa):
+        for a, b in zip(rule.components(last), rule.components(arrays), strict=True):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_sofa_adds_its_organs():

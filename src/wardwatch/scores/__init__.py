@@ -7,6 +7,12 @@ points by the most the data allow, giving [0, 1] for rank-based comparisons (AUR
 threshold); it is not a probability. Each module's docstring says which criteria cannot be
 computed from the PhysioNet 2019 variables.
 
+Each score is defined once, in its module, as *components* (`components(last)`: per organ,
+parameter or criterion, the points where its inputs are known, NaN where not — see `rules`).
+The baseline's points add them, an unknown one adding 0; the model's derived features
+(`wardwatch.features`: SOFA_resp …, SIRS_partial, NEWS2_components …) are built from the same
+components, so a baseline and the matching feature cannot drift apart.
+
 Use::
 
     news2 = BASELINES["news2"]
@@ -19,15 +25,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from wardwatch.evaluate.metrics import Predictions
 from wardwatch.ingest.psv import MEASURED
 from wardwatch.scores import news2, qsofa, sirs, sofa
+
+if TYPE_CHECKING:
+    # `wardwatch.features` imports the score modules; importing `evaluate` (and scikit-learn)
+    # here would add seconds to every process that only computes features.
+    from wardwatch.evaluate.metrics import Predictions
 
 __all__ = ["BASELINES", "Baseline", "get_baseline", "last_known"]
 
@@ -69,6 +79,8 @@ class Baseline:
 
     def predictions(self, wide: pd.DataFrame) -> Predictions:
         """Risk and alerts at the conventional threshold, ready for `evaluate_cohort`."""
+        from wardwatch.evaluate.metrics import Predictions  # lazily: see the imports above
+
         points = self.score(wide)
         return Predictions(
             risk=points / self.max_points,
