@@ -29,6 +29,9 @@ the files carry no dates, only hours since ICU admission.
 
 A second experiment is closer to the issue's setting: a model that never saw the target unit
 (trained on the source unit only, `foreign_direction`); `--foreign-only` runs just that one.
+Its `--budget-from-model` row is the product's own path (`site.calibrate.calibrate_site` with
+a `ModelReference` built from the figures `wardwatch train` would record for that model); the
+row after it scales the source's policy rate instead, which an artifact does not record.
 
 Run: `.venv/bin/python scripts/site_transfer.py [SET_A_DIR] [--foreign-only]` (default
 /tmp/setA/training_setA).
@@ -53,9 +56,12 @@ from wardwatch.ingest.psv import LABEL, read_cohort
 from wardwatch.model.artifact import SHIPPED, load_shipped_model
 from wardwatch.model.split import SPLIT_SALT, TEST, assign_split, buckets
 from wardwatch.model.train import SepsisModelTrainer
+from wardwatch.model.validate import validation_figures
 from wardwatch.site.calibrate import (
+    ModelReference,
     SiteData,
     Target,
+    budgets_from_model,
     calibrate_site,
     estimate_prior_shift,
     replay,
@@ -192,7 +198,17 @@ def foreign_direction(wide: pd.DataFrame, source_unit: str, target_unit: str) ->
     shift = estimate_prior_shift(blind, source_prevalence)
     source_em = estimate_prior_shift(unlabelled(source), source_prevalence)
     ratio = shift.site_prevalence[target_unit] / source_em.site_prevalence[source_unit]
-    # The model's own estimate of how many hours are septic: its mean risk.
+    # What `wardwatch train` would write to the artifact's figures.json for this model: its
+    # validation on its own held-out patients, from which `--budget-from-model` reads the
+    # reference alert rate and mean risk.
+    reference = ModelReference.from_figures(
+        validation_figures(model, source.wide, build_features(source.wide)), "the source"
+    )
+    from_model = calibrate_site(blind, "foreign", model.threshold, reference=reference)
+    derived = budgets_from_model(blind, reference)[target_unit]
+    # The same scaling of the source's *policy* rate (gate and suppression replayed on the
+    # source's stays): not what the product does, since an artifact records no policy rate,
+    # kept to show what the choice of alert count changes.
     risk_ratio = float(np.mean(target.risk) / np.mean(source.risk))
 
     def label_free(rate: float) -> float:
@@ -213,13 +229,22 @@ def foreign_direction(wide: pd.DataFrame, source_unit: str, target_unit: str) ->
         "budget": budget,
         "em_prevalence": shift.site_prevalence[target_unit],
         "true_hourly_prevalence": float(target.wide[LABEL].mean()),
+        "from_model": {
+            "episodes": reference.alerts_per_100_patient_days,
+            "source_mean_risk": reference.mean_risk,
+            "target_mean_risk": derived.mean_risk,
+            "budget": derived.budget,
+        },
         "rows": {
             "source threshold, unadjusted": outcome(target, [(everything, model.threshold)]),
             "label-free: source's alert rate": outcome(target, [(everything, label_free(budget))]),
             "label-free: rate x EM prevalence ratio": outcome(
                 target, [(everything, label_free(budget * ratio))]
             ),
-            "label-free: rate x mean-risk ratio": outcome(
+            "label-free: --budget-from-model": outcome(
+                target, [(everything, from_model.thresholds[target_unit])]
+            ),
+            "(ad hoc: policy rate x mean-risk ratio)": outcome(
                 target, [(everything, label_free(budget * risk_ratio))]
             ),
             "label-free: EM prior shift": outcome(moved, [(everything, model.threshold)]),
@@ -241,6 +266,12 @@ def show(result: dict[str, Any]) -> None:
           f"{result['budget']:.1f} alerts / 100 patient-days")  # fmt: skip
     if "source_rate_at_shipped_threshold" in result:
         print(f"  (at the shipped threshold: {result['source_rate_at_shipped_threshold']:.1f})")
+    if "from_model" in result:
+        derived = result["from_model"]
+        print(f"  budget from the model (`--budget-from-model`): {derived['episodes']:.2f} alert "
+              f"episodes / 100 patient-days on the source x mean risk "
+              f"{derived['target_mean_risk']:.2%} / {derived['source_mean_risk']:.2%} = "
+              f"{derived['budget']:.1f} episodes")  # fmt: skip
     print(f"  EM prior shift: target prevalence estimated {result['em_prevalence']:.2%}, "
           f"labelled {result['true_hourly_prevalence']:.2%} of hours")  # fmt: skip
     print(f"  {'method':<40} {'threshold':>16} {'utility':>8} {'alerts/100pd':>12} "

@@ -3,21 +3,17 @@ patients), with the shipped model, through the real alert policy and the real CL
 
 from __future__ import annotations
 
-import tarfile
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import wardwatch
 from wardwatch.alerts.burden import simulate
 from wardwatch.alerts.policy import PolicyBook
 from wardwatch.evaluate.utility import utility
 from wardwatch.ingest.psv import LABEL, read_cohort
-from wardwatch.model.artifact import SHIPPED, load_shipped_model
+from wardwatch.model.artifact import SHIPPED
 from wardwatch.site.calibrate import (
     AIM,
     CalibrationError,
@@ -30,34 +26,6 @@ from wardwatch.site.calibrate import (
     training_prevalence,
 )
 from wardwatch.site.config import PriorShift, SiteConfig, site_policy_book, stay_units
-
-SAMPLE = Path(wardwatch.__file__).parent / "data" / "physionet_sample" / "setA_sample.tar.gz"
-
-
-@pytest.fixture(scope="module")
-def model():
-    return load_shipped_model()
-
-
-@pytest.fixture(scope="module")
-def sample(model) -> SiteData:
-    return SiteData.score(read_cohort(SAMPLE, as_stored=True), model)
-
-
-@pytest.fixture(scope="module")
-def unlabelled_dir(tmp_path_factory) -> Path:
-    """The sample's files as a site without labels would send them (no SepsisLabel)."""
-    directory = tmp_path_factory.mktemp("site")
-    with tarfile.open(SAMPLE) as archive:
-        for member in archive.getmembers():
-            if member.isfile() and member.name.endswith(".psv"):
-                handle = archive.extractfile(member)
-                assert handle is not None
-                lines = handle.read().decode().splitlines()
-                assert lines[0].endswith(f"|{LABEL}")
-                kept = [line.rsplit("|", 1)[0] for line in lines]
-                (directory / Path(member.name).name).write_text("\n".join(kept) + "\n")
-    return directory
 
 
 def policy_rates(sample: SiteData, config: SiteConfig, threshold: float) -> dict[str, float]:
@@ -168,6 +136,7 @@ def test_predict_psv_refuses_a_config_of_another_model(run, tmp_path, unlabelled
     [
         (["--target-sensitivity", "0.8"], "needs labelled data"),
         (["--budget", "20", "--share", "0.3"], "give one of"),
+        (["--budget", "20", "--budget-from-model"], "give one of"),
         ([], "give a target"),
         (["--budget", "-1"], "positive"),
     ],

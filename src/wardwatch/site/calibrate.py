@@ -13,6 +13,15 @@ Targets (one per run; see `Target`):
 - without labels: at most N alerts per 100 patient-days (`alerts_per_100_patient_days`), or a
   share of patients alerted at least once (`patients_alerted`); the rate falls as the
   threshold rises, so bisection finds the threshold whose rate meets the budget;
+- without labels and without a budget of the site's own (`budgets_from_model`): per unit, the
+  alert rate the model had on its own held-out patients, scaled by how much riskier the
+  unit looks to the model (its mean risk over the model's). The model's rate is in the
+  model card's definition, alert *episodes* (risk goes from below to at or above the
+  threshold), not policy alerts: the artifact records no policy replay, and a policy count
+  would depend on the policy book of the hospital that trained it. So the unit's threshold
+  is searched for the same count (`alert_episodes_per_100_patient_days`), never a policy
+  count against an episode budget: the gate and the suppression fire 0.56-0.83 times as
+  often as episodes at the model's threshold on the shipped sample, depending on the unit;
 - with labels: the highest threshold whose patient-level sensitivity (an alert at or before
   t_sepsis + 3 h, through the policy) reaches the target (`sensitivity`); or the threshold
   with the best PhysioNet normalized utility of hourly alerts, risk >= threshold (`utility`;
@@ -29,7 +38,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +51,7 @@ import pandas as pd
 from wardwatch.alerts.burden import burden, simulate
 from wardwatch.alerts.policy import PolicyBook
 from wardwatch.alerts.signs import organ_dysfunction
+from wardwatch.evaluate.metrics import alert_burden
 from wardwatch.evaluate.utility import Stays, utility, utility_curve
 from wardwatch.features import build_features
 from wardwatch.ingest.psv import LABEL, read_cohort
@@ -63,7 +73,18 @@ AIM = 0.04  # the search stops early once within 4 %
 MAX_STEPS = 40
 MIN_PATIENTS = 10  # a unit with fewer stays keeps the model's threshold (noted)
 DISAGREE = 2.0  # EM prevalence vs mean risk, beyond which the prior shift is doubted
-Kind = Literal["alerts_per_100_patient_days", "patients_alerted", "sensitivity", "utility"]
+# A unit that looks more than 4x riskier (or safer) than the training population is too
+# different for a scaled budget to mean much; the ratio is held at the limit and noted.
+RATIO_RANGE = (0.25, 4.0)
+FROM_MODEL = "budget-from-model"  # the method's name in a site configuration
+EPISODES = "alert_episodes_per_100_patient_days"
+Kind = Literal[
+    "alerts_per_100_patient_days",
+    "alert_episodes_per_100_patient_days",
+    "patients_alerted",
+    "sensitivity",
+    "utility",
+]
 LABELLED_KINDS = ("sensitivity", "utility")
 
 
@@ -170,6 +191,8 @@ def achieved(data: SiteData, threshold: float, book: PolicyBook) -> dict[str, An
         "review_flags_per_100_patient_days": figures["review_flags_per_100_patient_days"],
         "patients_alerted": figures["patients_alerted"],
     }
+    # The model card's count of the same threshold, so the two can be set side by side.
+    result[EPISODES] = alert_burden(stays, data.risk >= threshold)["alerts_per_100_patient_days"]
     if data.labelled:
         alerts = data.risk >= threshold
         result |= {
@@ -238,10 +261,12 @@ def highest_reaching(
 
 def _for_budget(data: SiteData, target: Target, book: PolicyBook) -> float:
     assert target.value is not None  # checked by Target
+    stays = data.stays()
 
     def figure(threshold: float) -> float:
+        if target.kind == EPISODES:  # no replay: episodes are the threshold's alone
+            return alert_burden(stays, data.risk >= threshold)["alerts_per_100_patient_days"]
         simulated = replay(data, threshold, book)
-        stays = data.stays()
         if target.kind == "patients_alerted":
             return float(stays.per_stay(simulated["fired"].to_numpy(), np.logical_or).mean())
         return 100 * int(simulated["fired"].sum()) / (stays.n_rows / 24)
@@ -361,11 +386,146 @@ def training_prevalence(model_dir: Path) -> float:
     return sum(b["hours"] * b["observed"] for b in bins) / hours
 
 
+# ---------------------------------------------------------------- a budget from the model
+
+
+@dataclass(frozen=True)
+class ModelReference:
+    """The model on its own held-out patients: what `budgets_from_model` scales.
+
+    `alerts_per_100_patient_days` counts alert episodes at `threshold` (risk from below to at
+    or above it, `evaluate.metrics.alert_burden`, as on the model card); `mean_risk` is the
+    mean hourly risk over the same patients.
+    """
+
+    alerts_per_100_patient_days: float
+    mean_risk: float
+    threshold: float
+    source: str = "the model's held-out patients"
+
+    def __post_init__(self) -> None:
+        for name in ("alerts_per_100_patient_days", "mean_risk", "threshold"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value <= 0:
+                raise CalibrationError(
+                    f"the model's reference {name} is {value}: there is no alert rate to carry "
+                    "over; give the site a budget of its own (--budget N)"
+                )
+
+    @classmethod
+    def from_figures(
+        cls, figures: Mapping[str, Any], source: str = "the model's held-out patients"
+    ) -> ModelReference:
+        """From validation figures (`model.validate.validation_figures`, figures.json's
+        `test_split`): the alert rate, the threshold and the reliability table, whose bins
+        give the mean risk exactly (hours times each bin's mean risk)."""
+        bins = figures.get("reliability") or []
+        hours = sum(b["hours"] for b in bins)
+        needed = ("alerts_per_100_patient_days", "threshold")
+        lacking = [k for k in needed if figures.get(k) is None]
+        if lacking or not hours:
+            raise CalibrationError(
+                f"{source} records no {', '.join(lacking or ['reliability table'])}: the model's "
+                "own alert rate and mean risk are unknown, so no budget can be derived from "
+                "it; give the site a budget of its own (--budget N), or use a model trained by "
+                "`wardwatch train`, which records them in figures.json"
+            )
+        return cls(
+            alerts_per_100_patient_days=float(figures["alerts_per_100_patient_days"]),
+            mean_risk=sum(b["hours"] * b["mean_risk"] for b in bins) / hours,
+            threshold=float(figures["threshold"]),
+            source=source,
+        )
+
+    def note(self) -> str:
+        low, high = RATIO_RANGE
+        return (
+            f"budget from the model: on {self.source} it raised "
+            f"{self.alerts_per_100_patient_days:.4g} alert episodes per 100 patient-days at "
+            f"threshold {self.threshold:.4g} (risk from below to at or above it; the policy's "
+            f"gate and re-alert suppression usually fire fewer) with a mean risk of "
+            f"{self.mean_risk:.2%} per hour; each unit's budget is that rate times its mean "
+            f"risk over {self.mean_risk:.2%} (the ratio held within {low:g}-{high:g})"
+        )
+
+
+def model_reference(model_dir: Path) -> ModelReference:
+    """The reference figures of the artifact at `model_dir`, from its verified figures.json
+    (`test_split`: the training hospital's held-out patients).
+
+    The trainer records nothing of the kind in the model's metadata (`training` holds the
+    fit and calibration splits, on which the model is not held out), so there is no
+    metadata field to prefer, unlike `training_prevalence`.
+    """
+    files = verified_files(model_dir)
+    if "figures.json" not in files:
+        raise CalibrationError(
+            f"{model_dir}: the artifact has no figures.json (the model's validation on "
+            "held-out patients), so its own alert rate and mean risk are unknown; give the "
+            "site a budget of its own (--budget N), or use a model trained by "
+            "`wardwatch train`, which writes figures.json"
+        )
+    figures = json.loads(files["figures.json"]).get("test_split") or {}
+    where = f"the held-out test split in {model_dir.name}/figures.json"
+    return ModelReference.from_figures(figures, where)
+
+
+@dataclass(frozen=True)
+class UnitBudget:
+    """One unit's budget derived from the model: the rate scaled by the unit's mean risk."""
+
+    unit: str
+    mean_risk: float
+    ratio: float  # mean risk over the reference's, before clipping
+    budget: float  # alert episodes per 100 patient-days
+
+    @property
+    def clipped(self) -> bool:
+        low, high = RATIO_RANGE
+        return not low <= self.ratio <= high
+
+    def note(self, reference: ModelReference) -> str:
+        used = float(np.clip(self.ratio, *RATIO_RANGE))
+        text = (
+            f"{self.unit}: mean risk {self.mean_risk:.2%}, {self.ratio:.3g} times the "
+            f"model's; budget {reference.alerts_per_100_patient_days:.4g} x {used:.3g} = "
+            f"{self.budget:.3g} alert episodes per 100 patient-days"
+        )
+        if self.clipped:
+            text += (
+                f" (ratio clipped from {self.ratio:.3g}: a unit this unlike the training "
+                "population needs a budget of its own, or labels, more than a scaled one)"
+            )
+        return text
+
+
+def budgets_from_model(data: SiteData, reference: ModelReference) -> dict[str, UnitBudget]:
+    """Per unit: the model's own alert rate times (the unit's mean risk / the model's).
+
+    A model trained on one ICU of set A and deployed on the other (MICU -> SICU, SICU ->
+    MICU) reached a utility of 0.285 and 0.190 with this budget, against 0.299 and 0.190 at
+    its own threshold and 0.322 and 0.207 with the target's own labels; scaling the rate by
+    an EM prevalence ratio instead gave 0.244 and -0.023 (scripts/site_transfer.py
+    --foreign-only). Mean risk, not an EM prevalence: when the case mix moves as well as the
+    prevalence, EM runs to extremes, while the mean risk is the model's plain reading of how
+    sick the unit is. `data` holds the model's own risks (not prior-shifted), the scale the
+    reference was measured on.
+    """
+    budgets = {}
+    for unit in data.unit_codes():
+        mean_risk = float(np.mean(data.risk[data.units == unit]))
+        ratio = mean_risk / reference.mean_risk
+        used = float(np.clip(ratio, *RATIO_RANGE))
+        budgets[unit] = UnitBudget(unit, mean_risk, ratio,
+                                   reference.alerts_per_100_patient_days * used)  # fmt: skip
+    return budgets
+
+
 # ---------------------------------------------------------------- the whole site
 
 
-def _method(target: Target | None, shift: PriorShift | None) -> str:
-    name = "model-threshold" if target is None else target.kind
+def _method(target: Target | None, shift: PriorShift | None, from_model: bool = False) -> str:
+    name = FROM_MODEL if from_model else "model-threshold" if target is None else target.kind
     return f"{name}+prior-shift" if shift is not None else name
 
 
@@ -377,46 +537,72 @@ def calibrate_site(
     target: Target | None = None,
     prior_shift_from: float | None = None,
     book: PolicyBook | None = None,
+    reference: ModelReference | None = None,
 ) -> SiteConfig:
-    """Thresholds per unit for `target`, optionally after a prior shift away from the
-    training prevalence `prior_shift_from`; units with too few stays keep the model's."""
-    if target is None and prior_shift_from is None:
+    """Thresholds per unit for `target`, or for budgets derived from the model's `reference`
+    (`budgets_from_model`), optionally after a prior shift away from the training prevalence
+    `prior_shift_from`; units with too few stays keep the model's threshold."""
+    if target is None and reference is None and prior_shift_from is None:
         raise CalibrationError("give a target (budget, share, sensitivity, utility) or prior shift")
+    if target is not None and reference is not None:
+        raise CalibrationError("give a target or a budget from the model, not both")
     if target is not None and target.kind in LABELLED_KINDS and not data.labelled:
         raise CalibrationError(f"aiming at {target.kind} needs labelled data (SepsisLabel)")
     book = book or PolicyBook()
     shift, notes = None, []
     if prior_shift_from is not None:
         shift, notes = trusted_shift(data, prior_shift_from)
+    budgets: dict[str, UnitBudget] = {}
+    if reference is not None:
+        _check_reference(reference, model_threshold)
+        budgets = budgets_from_model(data, reference)  # on the unshifted risks, as the model's
+        notes.append(reference.note())
+        notes.extend(b.note(reference) for b in budgets.values())
     scored = data if shift is None else data.with_risk(shift.adjust(data.risk, data.units))
     thresholds: dict[str, float] = {}
     figures: dict[str, Any] = {}
     for unit in scored.unit_codes():
         part = scored.rows(scored.units == unit)
         n = part.stays().n_stays
-        if target is not None and n < MIN_PATIENTS:
+        aim = Target(EPISODES, budgets[unit].budget) if budgets else target
+        if aim is not None and n < MIN_PATIENTS:
             notes.append(f"{unit}: {n} stays (< {MIN_PATIENTS}); keeps the model's threshold")
             continue
-        threshold = model_threshold if target is None else unit_threshold(part, target, book)
+        threshold = model_threshold if aim is None else unit_threshold(part, aim, book)
         thresholds[unit] = threshold
         figures[unit] = achieved(part, threshold, book)
-        notes.extend(_off_target(unit, figures[unit], target))
+        notes.extend(_off_target(unit, figures[unit], aim))
     figures["all"] = _overall(scored, thresholds, model_threshold, book)
+    if budgets:
+        aims = {unit: budgets[unit].budget for unit in thresholds}
+    else:
+        aims = {} if target is None or target.value is None else {target.kind: target.value}
     return SiteConfig(
         model_version=model_version,
         thresholds=thresholds,
-        method=_method(target, shift),
+        method=_method(target, shift, from_model=reference is not None),
         data_hash=data.source_hash,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
-        target={} if target is None or target.value is None else {target.kind: target.value},
+        target=aims,
         prior_shift=shift,
         achieved=figures,
         notes=tuple(notes),
     )
 
 
+def _check_reference(reference: ModelReference, model_threshold: float) -> None:
+    """Refuse a reference measured at another threshold: it would be another model's rate."""
+    if not math.isclose(reference.threshold, model_threshold, rel_tol=1e-9):
+        raise CalibrationError(
+            f"the model's reference alert rate was measured at threshold "
+            f"{reference.threshold:.6g}, but this model's threshold is {model_threshold:.6g}: "
+            "the figures belong to another model; read them from this model's own artifact"
+        )
+
+
 def _off_target(unit: str, figures: dict[str, Any], target: Target | None) -> list[str]:
-    if target is None or target.kind not in ("alerts_per_100_patient_days", "patients_alerted"):
+    budgets = ("alerts_per_100_patient_days", EPISODES, "patients_alerted")
+    if target is None or target.kind not in budgets:
         return []
     assert target.value is not None
     got = figures[target.kind] or 0.0
@@ -441,7 +627,8 @@ def _overall(
     if data.labelled:
         keys += ["sensitivity", "ppv_per_alert", "median_lead_hours"]
     result = {k: figures[k] for k in keys} | {"patients": stays.n_stays}
+    alerts = config.alerts(data.risk, data.units, default)
+    result[EPISODES] = alert_burden(stays, alerts)["alerts_per_100_patient_days"]
     if data.labelled:
-        alerts = config.alerts(data.risk, data.units, default)
         result["utility_hourly_threshold"] = finite(utility(stays, alerts).normalized)
     return result

@@ -39,6 +39,14 @@ def calibrate_site_command(
     max_utility: Annotated[
         bool, typer.Option(help="needs labels: the threshold of the best PhysioNet utility")
     ] = False,
+    budget_from_model: Annotated[
+        bool,
+        typer.Option(
+            help="no labels and no budget of your own yet: each unit's budget is the model's "
+            "alert rate on its own held-out patients (model card) times the unit's mean risk "
+            "over the model's (ratio held within 1/4-4); see above"
+        ),
+    ] = False,
     prior_shift: Annotated[
         bool, typer.Option(help="first move the risks to the site's estimated prevalence (EM)")
     ] = False,
@@ -66,6 +74,24 @@ def calibrate_site_command(
     site's prevalence, estimated without labels (Saerens-Latinne-Decaestecker EM). With labels
     (SepsisLabel), `--target-sensitivity S` or `--max-utility` instead.
 
+    `--budget-from-model` is for a site with neither labels nor an alert budget of its own
+    yet. It carries over the alert rate the model had on its own held-out patients (its
+    artifact's figures.json, as on the model card: alert episodes per 100 patient-days at
+    the model's threshold), scaled per unit by how much riskier the unit looks to the model:
+    budget = that rate x (the unit's mean risk / the model's mean risk on its own patients),
+    the ratio held within 1/4-4 (a unit beyond that is noted: it needs a budget of its own).
+    Each unit's threshold is then searched for that many alert episodes (risk from below to
+    at or above the threshold, the model card's count; the policy's gate and re-alert
+    suppression usually fire fewer: both counts are shown). The notes record the rate,
+    both mean risks and each ratio. Evidence so far is one experiment on the two ICUs of
+    PhysioNet 2019 set A (scripts/site_transfer.py --foreign-only): a model trained on one
+    ICU only and deployed on the other, MICU -> SICU / SICU -> MICU, reached a utility of
+    0.285 / 0.190 this way, against 0.299 / 0.190 at the model's own threshold, 0.322 /
+    0.207 with the target unit's own labels, and 0.244 / -0.023 scaling the rate by an EM
+    prevalence instead. So it keeps the alert rate in step with the unit's risk at about the
+    utility of the model's threshold, no better; replace it with a budget of the site's own
+    once the clinicians have set one, and with a labelled target once there are labels.
+
     Writes a site configuration (JSON: thresholds, method, target, data hash, model version,
     achieved figures) for `wardwatch predict-psv --site-config FILE`.
     """
@@ -74,9 +100,9 @@ def calibrate_site_command(
     from wardwatch.cli import console, fail
 
     try:
-        target = _target(budget, share, target_sensitivity, max_utility)
-        config = _calibrate(data, target, prior_shift, training_prevalence, model,
-                            policy_config, limit)  # fmt: skip
+        target = _target(budget, share, target_sensitivity, max_utility, budget_from_model)
+        config = _calibrate(data, target, budget_from_model, prior_shift, training_prevalence,
+                            model, policy_config, limit)  # fmt: skip
         config.save(out)
     except (ValueError, OSError) as error:
         raise fail(escape(str(error)), _hint(error)) from None
@@ -85,7 +111,11 @@ def calibrate_site_command(
 
 
 def _target(
-    budget: float | None, share: float | None, sensitivity: float | None, utility: bool
+    budget: float | None,
+    share: float | None,
+    sensitivity: float | None,
+    utility: bool,
+    from_model: bool,
 ) -> Target | None:
     from wardwatch.site.calibrate import CalibrationError, Target
 
@@ -98,14 +128,16 @@ def _target(
         chosen.append(Target("sensitivity", sensitivity))
     if utility:
         chosen.append(Target("utility"))
-    if len(chosen) > 1:
-        raise CalibrationError("give one of --budget, --share, --target-sensitivity, --max-utility")
+    if len(chosen) + from_model > 1:
+        raise CalibrationError("give one of --budget, --share, --target-sensitivity, "
+                               "--max-utility, --budget-from-model")  # fmt: skip
     return chosen[0] if chosen else None
 
 
 def _calibrate(
     data: Path,
     target: Target | None,
+    from_model: bool,
     prior_shift: bool,
     prevalence: float | None,
     model_dir: Path | None,
@@ -118,21 +150,25 @@ def _calibrate(
         CalibrationError,
         calibrate_site,
         load_site_data,
+        model_reference,
         training_prevalence,
     )
 
     if not Path(data).exists():
         raise FileNotFoundError(f"{data}: no such file or directory")
-    if target is None and not prior_shift:
+    if target is None and not from_model and not prior_shift:
         raise CalibrationError("give a target (budget, share, sensitivity, utility) or prior shift")
     book = PolicyBook.load(policy_config) if policy_config else load_policy_book()
     model = load_model(model_dir or SHIPPED)
     shift_from = None
     if prior_shift:
         shift_from = prevalence or training_prevalence(model_dir or SHIPPED)
+    # Read before scoring the site, so an artifact without the figures fails in a second.
+    reference = model_reference(model_dir or SHIPPED) if from_model else None
     site = load_site_data(data, model, limit)
     return calibrate_site(site, model.version, model.threshold, target=target,
-                          prior_shift_from=shift_from, book=book)  # fmt: skip
+                          prior_shift_from=shift_from, book=book,
+                          reference=reference)  # fmt: skip
 
 
 def _hint(error: Exception) -> str:
@@ -140,7 +176,8 @@ def _hint(error: Exception) -> str:
         return "check the paths (DATA, --model, --out, --policy-config)"
     return (
         "give DATA as .psv files (labelled for --target-sensitivity/--max-utility) and one "
-        "of --budget N, --share S, --target-sensitivity S, --max-utility, and/or --prior-shift"
+        "of --budget N, --share S, --target-sensitivity S, --max-utility, "
+        "--budget-from-model, and/or --prior-shift"
     )
 
 
@@ -151,12 +188,14 @@ def _cell(value: Any, form: str) -> str:
 def _print(console: Any, config: SiteConfig) -> None:
     from rich.table import Table
 
-    table = Table("unit", "threshold", "patients", "alerts/100 pt-days", "patients alerted",
-                  "sensitivity", "utility", title=f"site thresholds ({config.method})")  # fmt: skip
+    table = Table("unit", "threshold", "patients", "alerts/100 pt-days",
+                  "episodes/100 pt-days", "patients alerted", "sensitivity", "utility",
+                  title=f"site thresholds ({config.method})")  # fmt: skip
     for unit, figures in config.achieved.items():
         table.add_row(
             unit, _cell(config.thresholds.get(unit), "{:.4f}"), str(figures["patients"]),
             _cell(figures["alerts_per_100_patient_days"], "{:.1f}"),
+            _cell(figures.get("alert_episodes_per_100_patient_days"), "{:.1f}"),
             _cell(figures["patients_alerted"], "{:.1%}"),
             _cell(figures.get("sensitivity"), "{:.1%}"),
             _cell(figures.get("utility_hourly_threshold"), "{:.3f}"),
