@@ -18,6 +18,7 @@ from wardwatch.cli import app
 from wardwatch.evaluate import Predictions, evaluate_cohort, write_report
 from wardwatch.evaluate.report import render_html
 from wardwatch.evaluate.run import evaluate_data
+from wardwatch.model.artifact import load_shipped_model
 
 SAMPLE = Path(wardwatch.__file__).parent / "data" / "physionet_sample" / "setA_sample.tar.gz"
 PSV_DIR = Path(__file__).resolve().parents[1] / "data" / "psv"
@@ -84,7 +85,8 @@ def test_without_a_policy_there_is_no_section(cohort):
 def test_evaluate_data_replays_the_policy_with_the_models_own_output(tmp_path):
     results, _, _ = evaluate_data(SAMPLE, tmp_path, baselines=(), limit=30)
     policy = results["alert_policy"]
-    assert policy["threshold"] == pytest.approx(0.0344, abs=1e-4)
+    # The default policy book's ICU threshold is the shipped model's own operating threshold.
+    assert policy["threshold"] == pytest.approx(load_shipped_model().threshold, abs=1e-4)
     threshold_only, gated = policy["variants"][0], policy["variants"][1]
     assert threshold_only["review_flags"] == 0 and gated["review_flags"] >= 0
     assert results["models"]["wardwatch model"]["counts"]["patients"] == 30
