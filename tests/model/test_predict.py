@@ -64,3 +64,16 @@ def test_file_scores_equal_truly_incremental_scoring(trained, psv_dir, scored):
             risk = model.predict(latest_features(rows.iloc[: t + 1]))["risk"].iloc[0]
             assert f"{risk:.6f}" == f"{written[t, 0]:.6f}"
             assert int(risk >= model.threshold) == written[t, 1]
+
+
+def test_files_written_by_worker_processes_are_the_same(trained, psv_dir, scored, tmp_path):
+    out, written, _ = scored
+    seen = []
+    # Two patients a chunk: four chunks for the seven files, so two workers share them.
+    again = predict_psv(
+        psv_dir, tmp_path, trained.risk_model_, progress=lambda d, t: seen.append((d, t)),
+        patients_per_chunk=2, workers=2,
+    )  # fmt: skip
+    assert again == written and seen == [(2, 7), (4, 7), (6, 7)]
+    for path in sorted(out.glob("*.psv")):
+        assert (tmp_path / path.name).read_bytes() == path.read_bytes()

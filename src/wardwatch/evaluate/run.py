@@ -16,9 +16,9 @@ from wardwatch.alerts.burden import policy_variants
 from wardwatch.alerts.policy import PolicyBook, load_policy_book
 from wardwatch.evaluate.metrics import Predictions
 from wardwatch.evaluate.report import evaluate_cohort, write_report
-from wardwatch.features import build_features
 from wardwatch.ingest.psv import LABEL, read_cohort
 from wardwatch.model.artifact import load_model, load_shipped_model
+from wardwatch.model.cohort import score_cohort
 from wardwatch.scores import get_baseline
 
 POLICY_INPUTS = ("risk", "uncertainty", "ood")
@@ -27,7 +27,7 @@ POLICY_INPUTS = ("risk", "uncertainty", "ood")
 def model_outputs(wide: pd.DataFrame, model_dir: Path | None) -> tuple[pd.DataFrame, float]:
     """The model's risk, uncertainty and OOD flag per row of `wide`, and its threshold."""
     model = load_model(model_dir) if model_dir else load_shipped_model()
-    output = model.predict(build_features(wide)).loc[:, list(POLICY_INPUTS)]
+    output = score_cohort(wide, model).loc[:, list(POLICY_INPUTS)]  # on every core
     return output, model.threshold
 
 

@@ -32,13 +32,15 @@ PREDICTION_COLUMNS = ("risk", "uncertainty", "ood_score", "ood")
 
 
 def member_probabilities(
-    boosters: Sequence[lgb.Booster], x: npt.NDArray[np.float64]
+    boosters: Sequence[lgb.Booster], x: npt.NDArray[np.float64], threads: int | None = None
 ) -> npt.NDArray[np.float64]:
     """Uncalibrated probability of each booster (members x rows).
 
-    One thread for a few rows (the bedside: threads cost more than they save), two for bulk.
+    By default one thread for a few rows (the bedside: threads cost more than they save), two
+    for bulk; a worker process that shares the cores with others passes `threads=1`.
     """
-    threads = 1 if len(x) < _BULK_ROWS else 2
+    if threads is None:
+        threads = 1 if len(x) < _BULK_ROWS else 2
     return np.vstack([b.predict(x, num_threads=threads) for b in boosters])
 
 
@@ -79,9 +81,11 @@ class RiskModel:
         self._columns_cache = (columns, (model, ood))
         return model, ood
 
-    def raw_members(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    def raw_members(
+        self, x: npt.NDArray[np.float64], threads: int | None = None
+    ) -> npt.NDArray[np.float64]:
         """Uncalibrated probability of each member (members x rows) for a model-input matrix."""
-        return member_probabilities(self.boosters, x)
+        return member_probabilities(self.boosters, x, threads)
 
     def raw(self, features: pd.DataFrame) -> npt.NDArray[np.float64]:
         """Uncalibrated ensemble probability (the calibrator's input)."""
@@ -89,12 +93,17 @@ class RiskModel:
         x = features.to_numpy(dtype=np.float64)[:, model_columns]
         return self.raw_members(x).mean(axis=0)
 
-    def predict(self, features: pd.DataFrame) -> pd.DataFrame:
-        """risk, uncertainty, ood_score, ood for every row of a `build_features` frame."""
+    def predict(self, features: pd.DataFrame, *, threads: int | None = None) -> pd.DataFrame:
+        """risk, uncertainty, ood_score, ood for every row of a `build_features` frame.
+
+        `threads`: LightGBM threads (see `member_probabilities`); the numbers do not depend on it.
+        """
         model_columns, ood_columns = self._positions(features.columns)
         everything = features.to_numpy(dtype=np.float64)
         parts = [
-            self._predict_rows(everything[begin : begin + _CHUNK], model_columns, ood_columns)
+            self._predict_rows(
+                everything[begin : begin + _CHUNK], model_columns, ood_columns, threads
+            )
             for begin in range(0, len(everything), _CHUNK)
         ]
         stacked = np.hstack(parts) if parts else np.empty((4, 0))
@@ -103,9 +112,13 @@ class RiskModel:
         return pd.DataFrame(out, index=features.index)
 
     def _predict_rows(
-        self, rows: npt.NDArray[np.float64], model_columns: np.ndarray, ood_columns: np.ndarray
+        self,
+        rows: npt.NDArray[np.float64],
+        model_columns: np.ndarray,
+        ood_columns: np.ndarray,
+        threads: int | None,
     ) -> npt.NDArray[np.float64]:
-        members = self.raw_members(rows[:, model_columns])
+        members = self.raw_members(rows[:, model_columns], threads)
         ood_score = self.ood.score_array(rows[:, ood_columns])
         risk = self.calibrator.predict(members.mean(axis=0))
         spread = ensemble_spread(self.calibrator.predict(members))
