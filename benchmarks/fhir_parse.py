@@ -10,6 +10,7 @@ its own clock times (minute and second rewritten) so no cache sees the same bund
     bundles, decoding only     pydantic_core.from_json: the floor the bundle figure sits on
     NDJSON Observation lines   parse_ndjson on a bulk-data style Observation.ndjson
     NDJSON all resources       the same with every other resource type mixed in (counted, unread)
+    NDJSON rows (bulk ingest)  the same as tuples (rows=True), as bulk ingest reads it
     strict (full R4B)          parse_json(dict, strict=True) on a slice, for comparison
 """
 
@@ -55,6 +56,7 @@ def main() -> None:
     _report("bundles, decoding only", total, lambda: _each(pydantic_core.from_json, copies))
     _report("NDJSON Observation lines", total, lambda: parse_ndjson(observation_lines))
     _report("NDJSON all resources", total, lambda: parse_ndjson(all_lines))
+    _report("NDJSON rows (bulk ingest)", total, lambda: parse_ndjson(all_lines, rows=True))
     few = decoded[: max(2, len(decoded) // 20)]
     few_total = sum(_observation_count_decoded(d) for d in few)
     _report("strict (full R4B)", few_total, lambda: _each(strict, few))

@@ -5,6 +5,10 @@
 PSV defaults to set A from ../shared (unpacked to a temporary directory) when present, else
 to the shipped sample. Each figure is measured on a fresh SQLite file and, when PostgreSQL
 is installed, on a fresh private PostgreSQL server. Prints figures; asserts nothing.
+
+Beside each rate: the CPU time it took per unit, of this process and of the processes it
+started and waited for (bulk ingest's workers, the HL7 sender), not the database server's.
+On a machine busy with other work the rate falls but the CPU time barely moves: compare that.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import resource
 import tarfile
 import tempfile
 import time
@@ -108,12 +113,19 @@ def hl7_messages(n: int, results_per_message: int = 5) -> list[str]:
 
 
 def timed(label: str, work: int, unit: str, action) -> None:
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds()
     result = action()
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, cpu_seconds() - cpu
     rate = work / elapsed
-    print(f"  {label:<28} {work:>10,} {unit} in {elapsed:6.2f} s = {rate:>10,.0f} {unit}/s")
+    print(f"  {label:<28} {work:>10,} {unit} in {elapsed:6.2f} s = {rate:>10,.0f} {unit}/s, "
+          f"cpu {cpu / work * 1e6:6.1f} µs/{unit}")  # fmt: skip
     return result
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of its children that have finished."""
+    used = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return sum(u.ru_utime + u.ru_stime for u in used)
 
 
 def bench(name: str, url: str, args: argparse.Namespace, scratch: Path) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import operator
-from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -118,7 +118,13 @@ def reported_frame(items: list[Reported]) -> pd.DataFrame:
     Built column by column: the row-wise DataFrame constructor costs a millisecond even for
     the five results of one HL7 message.
     """
-    by_name = _object_columns(items, _reported_row, REPORTED_COLUMNS)
+    return reported_rows_frame(map(_reported_row, items))
+
+
+def reported_rows_frame(rows: Iterable[tuple[Any, ...]]) -> pd.DataFrame:
+    """The same frame from rows: tuples of the `Reported` fields, in order (bulk parsing
+    makes those instead of Reported objects)."""
+    by_name = _object_columns(rows, REPORTED_COLUMNS)
     frame = pd.DataFrame({name: by_name[name] for name in _TEXT_COLUMNS}, dtype=object, copy=False)
     values = by_name["value"]
     frame.insert(_VALUE_AT, "value", np.array([np.nan if v is None else v for v in values],
@@ -133,20 +139,20 @@ _TIME_AT = REPORTED_COLUMNS.index("effective_at")
 
 
 def rejection_frame(items: list[Rejection]) -> pd.DataFrame:
-    data = _object_columns(items, _rejection_row, REJECTION_COLUMNS)
+    data = _object_columns(map(_rejection_row, items), REJECTION_COLUMNS)
     return pd.DataFrame(data, dtype=object, copy=False)
 
 
 def _object_columns(
-    items: list[Any], row: Callable[[Any], tuple[Any, ...]], names: tuple[str, ...]
+    rows: Iterable[tuple[Any, ...]], names: tuple[str, ...]
 ) -> dict[str, np.ndarray]:
-    """Each field of `items` as an object array, by name.
+    """Each field of `rows` as an object array, by name.
 
     Text stays as Python objects (the frames are built with dtype=object): pandas would
     otherwise copy every string, payloads being whole resources, into Arrow, most of the
     cost of these frames, for no use.
     """
-    columns = list(zip(*map(row, items), strict=True)) or [()] * len(names)
+    columns = list(zip(*rows, strict=True)) or [()] * len(names)
     return {name: np.array(col, dtype=object) for name, col in zip(names, columns, strict=True)}
 
 

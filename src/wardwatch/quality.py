@@ -35,27 +35,32 @@ class GateContext:
 class GateResult:
     accepted: pd.DataFrame
     rejections: pd.DataFrame
+    kept: np.ndarray  # one boolean per row of the gated frame: accepted
 
 
 @dataclass(frozen=True, slots=True)
-class _Rows:
+class GateRows:
     """The columns the checks read, as numpy arrays (pandas per-call overhead would dominate
-    a five-result HL7 message)."""
+    a five-result HL7 message).
+
+    `of` reads them from a normalized frame; bulk ingest does that in its worker processes,
+    so the process that gates and writes only compares.
+    """
 
     at: np.ndarray  # datetime64[ns] UTC; NaT when no time was sent
-    patient: np.ndarray
-    variable: np.ndarray
+    patient: np.ndarray  # each row's index into `patients`; -1 when there is none
+    patients: list[str]  # the distinct patient ids
     value: np.ndarray
     low: np.ndarray
     high: np.ndarray
 
     @classmethod
-    def of(cls, frame: pd.DataFrame) -> _Rows:
+    def of(cls, frame: pd.DataFrame) -> GateRows:
         at = np.asarray(frame["effective_at"].array.tz_convert(None), dtype="datetime64[ns]")
-        variable = frame["variable"].to_numpy(dtype=object)
-        low, high = _ranges(variable)
+        patient, patients = pd.factorize(frame["patient_id"])
+        low, high = _ranges(frame["variable"])
         value = frame["value"].to_numpy(dtype="float64")
-        return cls(at, frame["patient_id"].to_numpy(dtype=object), variable, value, low, high)
+        return cls(at, patient, list(patients), value, low, high)
 
 
 @functools.cache
@@ -65,28 +70,27 @@ def _range_table() -> dict[str, tuple[float, float]]:
             zip(table.index, table["low"], table["high"], strict=True)}  # fmt: skip
 
 
-def _ranges(variable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _ranges(variable: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     codes, names = pd.factorize(variable)
     table = _range_table()
     bounds = np.array([table.get(n, (np.nan, np.nan)) for n in names] + [(np.nan, np.nan)])
     return bounds[codes, 0], bounds[codes, 1]  # code -1 (no variable) picks the last: NaN
 
 
-def _known(patient: np.ndarray, known: set[str]) -> np.ndarray:
-    codes, names = pd.factorize(patient)
-    found = np.array([name in known for name in names] + [False], dtype=bool)
-    return found[codes]
+def _known(rows: GateRows, known: set[str]) -> np.ndarray:
+    found = np.array([name in known for name in rows.patients] + [False], dtype=bool)
+    return found[rows.patient]  # index -1 (no patient) picks the last: unknown
 
 
 def _naive(moment: datetime) -> np.datetime64:
     return np.datetime64(moment.astimezone(UTC).replace(tzinfo=None), "ns")
 
 
-CHECKS: tuple[tuple[str, Callable[[_Rows, GateContext], np.ndarray]], ...] = (
+CHECKS: tuple[tuple[str, Callable[[GateRows, GateContext], np.ndarray]], ...] = (
     ("missing_time", lambda r, _c: np.isnat(r.at)),
     ("future_time", lambda r, c: r.at > _naive(c.now + c.future_tolerance)),
     ("too_old", lambda r, c: r.at < _naive(c.oldest)),
-    ("unknown_patient", lambda r, c: ~_known(r.patient, c.known_patients)),
+    ("unknown_patient", lambda r, c: ~_known(r, c.known_patients)),
     ("implausible", lambda r, _c: (r.value < r.low) | (r.value > r.high)),
 )
 
@@ -144,17 +148,20 @@ def _rejections(bad: pd.DataFrame, codes: np.ndarray, ctx: GateContext) -> pd.Da
     return pd.DataFrame(rows, columns=list(REJECTION_COLUMNS), index=bad.index)
 
 
-def gate(frame: pd.DataFrame, ctx: GateContext) -> GateResult:
-    """Split normalized observations into accepted and quarantined (with reasons)."""
-    rows = _Rows.of(frame)
+def gate(frame: pd.DataFrame, ctx: GateContext, rows: GateRows | None = None) -> GateResult:
+    """Split normalized observations into accepted and quarantined (with reasons).
+
+    `rows` are `GateRows.of(frame)` when the caller has them already.
+    """
+    rows = GateRows.of(frame) if rows is None else rows
     codes = np.full(len(frame), None, dtype=object)
     for code, check in CHECKS:
         codes[check(rows, ctx) & (codes == None)] = code  # noqa: E711 - elementwise test
     rejected = codes != None  # noqa: E711 - elementwise test
     if not rejected.any():
-        return GateResult(frame, pd.DataFrame(columns=list(REJECTION_COLUMNS)))
+        return GateResult(frame, pd.DataFrame(columns=list(REJECTION_COLUMNS)), ~rejected)
     rejections = _rejections(frame.loc[rejected], codes[rejected], ctx)
-    return GateResult(frame.loc[~rejected], rejections)
+    return GateResult(frame.loc[~rejected], rejections, ~rejected)
 
 
 def blank_implausible(wide: pd.DataFrame) -> pd.DataFrame:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import re
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 
 from wardwatch.demo import sample_dir
-from wardwatch.ingest import bulk
+from wardwatch.ingest import bulk, fhir
 from wardwatch.ingest.files import ingest_path
+from wardwatch.ingest.pipeline import store_parsed
+from wardwatch.store import writes
 from wardwatch.store.reads import quarantine_items
-from wardwatch.store.schema import observations
+from wardwatch.store.schema import encounters, observations, patients, quarantine
+from wardwatch.terminology.loinc import variable_for
 
 
 def bulk_export() -> dict[str, list[dict]]:
@@ -41,13 +46,13 @@ def stored(pipeline) -> list[tuple]:
 
 
 def test_pieces_cover_the_document_on_line_boundaries():
-    content = b"".join(b'{"n": %d}\n' % i for i in range(1000))
-    parts = list(bulk.pieces(content, size=700))
-    assert b"".join(piece for _, piece in parts) == content
-    assert all(piece.endswith(b"\n") for _, piece in parts)
-    starts = [first for first, _ in parts]
-    assert starts[0] == 1
-    assert starts == [1 + sum(p.count(b"\n") for _, p in parts[:i]) for i in range(len(parts))]
+    content = b"".join(b'{"n": %d}\n' % i for i in range(1000)) + b'{"n": "last"}'
+    spans = list(bulk.spans(content, size=700))
+    parts = [content[span.start : span.end] for span in spans]
+    assert b"".join(parts) == content
+    assert all(piece.endswith(b"\n") for piece in parts[:-1])
+    starts = [span.first_line for span in spans]
+    assert starts == [1 + sum(p.count(b"\n") for p in parts[:i]) for i in range(len(parts))]
 
 
 def test_on_worker_processes_the_store_holds_what_one_process_stores(pipeline, tmp_path):
@@ -87,3 +92,75 @@ def test_a_bulk_export_directory_reads_patients_before_their_observations(pipeli
     summary = ingest_path(pipeline, Path(folder))
     assert summary.accepted > 500
     assert summary.quarantined["unknown_patient"] == 0
+
+
+def messy_export() -> bytes:
+    """The sample export with an observation for every way of being turned away, a line that
+    is not JSON, and ten observations sent twice."""
+    export = bulk_export()
+    found = copy.deepcopy(export["Observation"])
+    later = found[10:]  # the first ten are resent, and changed below
+    glucose = [o for o in later if variable_of(o) == "Glucose"]
+    glucose[0]["valueQuantity"]["value"] = 1e6  # implausible
+    glucose[1]["valueQuantity"]["unit"] = glucose[1]["valueQuantity"]["code"] = "km"
+    glucose[2].pop("valueQuantity")
+    glucose[2]["valueString"] = "pending"  # a model variable without a number
+    other = next(o for o in later if variable_of(o) is None and "valueQuantity" in o)
+    other.pop("valueQuantity")
+    other["valueString"] = "see report"  # text, for a code no model variable reads
+    found[0]["effectiveDateTime"] = "2099-01-01T00:00:00Z"  # in the future
+    found[1]["effectiveDateTime"] = "1970-01-01T00:00:00Z"  # too old
+    found[2]["subject"] = {"reference": "Patient/nobody"}  # unknown patient
+    found[3]["code"]["coding"] = [{"system": "urn:local", "code": "X1"}]  # unmapped
+    found[4]["status"] = "bogus"  # refused by the parser
+    lines = ndjson(export["Patient"] + export["Encounter"] + found[:300])
+    lines += b'{"resourceType": "Observation", "status": \n'  # not JSON
+    return lines + ndjson(found[300:] + found[:10])
+
+
+def variable_of(observation: dict) -> str | None:
+    return variable_for(observation["code"]["coding"][0]["code"])
+
+
+def tables(engine: Engine) -> dict[str, list[tuple]]:
+    """Every stored row, but ids and the moments of writing. On SQLite as stored on disk
+    (times are text there, and queries compare that text)."""
+    found = {}
+    with engine.connect() as conn:
+        for table in (patients, encounters, observations, quarantine):
+            names = [c.name for c in table.columns
+                     if c.name not in ("id", "received_at", "created_at")]  # fmt: skip
+            rows = conn.exec_driver_sql(f"SELECT {', '.join(names)} FROM {table.name}")
+            found[table.name] = sorted(rows, key=repr) if table is quarantine else list(rows)
+    # The reason for a time in the future says what time it was.
+    found["quarantine"] = [tuple(re.sub(r"now [0-9: -]+ UTC", "now", str(v)) for v in row)
+                           for row in found["quarantine"]]  # fmt: skip
+    return found
+
+
+def emptied(engine: Engine) -> None:
+    with engine.begin() as conn:
+        for table in (observations, quarantine, encounters, patients):
+            conn.execute(table.delete())
+
+
+def test_rows_prepared_on_workers_are_stored_as_one_process_stores_them(pipeline, monkeypatch):
+    """Workers build the rows the gate reads and the database binds; what lands in every
+    table is exactly what the one-document path (which builds them itself) writes."""
+    content = messy_export()
+    parsed = fhir.parse_ndjson(content.splitlines())
+    one = store_parsed(pipeline, parsed.parsed)
+    expected = tables(pipeline.engine)
+    emptied(pipeline.engine)
+    # The workers' small pieces take the way a large batch's text goes (see _arrow_texts).
+    monkeypatch.setattr(writes, "_SHARED_TEXT_FROM", 2)
+    on_workers = bulk.ingest_ndjson(pipeline, content, piece_bytes=40_000, parallel_from=0)
+    assert set(one.quarantined) == {
+        "future_time", "implausible", "invalid", "malformed_json", "not_numeric", "too_old",
+        "unit_mismatch", "unknown_patient", "unmapped_code",
+    }  # fmt: skip
+    assert on_workers.quarantined == one.quarantined
+    assert (on_workers.received, on_workers.accepted) == (one.received, one.accepted)
+    assert on_workers.duplicates == one.duplicates > 0
+    assert tables(pipeline.engine) == expected
+    assert len(expected["observations"]) == one.accepted > 500

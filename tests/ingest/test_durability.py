@@ -4,6 +4,7 @@ and an acknowledged HL7 message is in the database even if the listener dies rig
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -14,8 +15,9 @@ from pathlib import Path
 
 import pytest
 from tests.conftest import wait_for_port
+from tests.ingest.test_bulk import bulk_export, ndjson
 
-from wardwatch.ingest import mllp, psv
+from wardwatch.ingest import bulk, fhir, mllp, psv
 
 PSV_DIR = Path(__file__).resolve().parents[1] / "data" / "psv"
 
@@ -66,6 +68,64 @@ def test_a_killed_ingest_keeps_whole_batches_and_a_rerun_fills_the_gap(tmp_path)
     assert rerun.returncode == 0, output.decode()
     total = stored(db, "SELECT count(*) FROM observations")[0][0]
     assert total == int(per_patient.sum())
+
+
+def many_exports(copies: int) -> bytes:
+    """The sample bulk export again and again, each copy under ids of its own."""
+    export = bulk_export()
+    text = ndjson(export["Patient"] + export["Encounter"] + export["Observation"]).decode()
+    uuid = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+    return "".join(uuid.sub(rf"\g<0>-{i}", text) for i in range(copies)).encode()
+
+
+def test_a_killed_bulk_fhir_ingest_keeps_whole_pieces_and_a_rerun_fills_the_gap(tmp_path):
+    content = many_exports(copies=60)
+    spans = list(bulk.spans(content))
+    assert len(spans) >= 3, "the kill must be able to land between pieces"
+    data = tmp_path / "export.ndjson"
+    data.write_bytes(content)
+    db = tmp_path / "home" / "wardwatch.db"
+    process = wardwatch("ingest", str(data), home=tmp_path / "home")
+    workers: set[int] = set()
+    deadline = time.monotonic() + 120
+    while not stored(db, "SELECT 1 FROM observations LIMIT 1") and time.monotonic() < deadline:
+        workers |= _children(process.pid)
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    kept = {row[0] for row in stored(db, "SELECT source_id FROM observations")}
+    rerun = wardwatch("ingest", str(data), home=tmp_path / "home")
+    output, _ = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, output.decode()
+    everything = {row[0] for row in stored(db, "SELECT source_id FROM observations")}
+    assert stored(db, "SELECT count(*) FROM observations")[0][0] == len(everything)
+    # What the kill left is whole pieces, the first ones of the file: no torn piece.
+    pieces = [_observation_ids(content, span) & everything for span in spans]
+    committed = [piece for piece in pieces if piece & kept]
+    assert 0 < len(committed) < len(pieces), "the kill must land mid-ingest"
+    assert kept == set().union(*pieces[: len(committed)])
+    time.sleep(2.5)  # the workers of the killed ingest notice it is gone (they look each second)
+    assert not [pid for pid in workers if _running(pid)], "workers outlived the killed ingest"
+
+
+def _observation_ids(content: bytes, span: bulk.Span) -> set[str]:
+    lines = content[span.start : span.end].splitlines()
+    parsed = fhir.parse_ndjson(lines, first_line=span.first_line).parsed
+    return {r.source_id for r in parsed.reported}
+
+
+def _children(pid: int) -> set[int]:
+    try:
+        return {int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+    except OSError:  # not Linux, or the process is gone
+        return set()
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
 
 
 def test_an_acknowledged_message_survives_the_listener_being_killed(tmp_path):

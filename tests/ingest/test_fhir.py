@@ -17,6 +17,7 @@ import pydantic
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.ingest.test_bulk import bulk_export, ndjson
 
 from wardwatch.domain import Reported, Sex
 from wardwatch.ingest.fhir import (
@@ -730,6 +731,21 @@ def test_ndjson_observations_resolve_relative_references_and_name_missing_patien
     result = parse_ndjson(text)
     assert [r.source_id for r in result.parsed.reported] == ["o0", "o1", "o2"]
     assert missing_patients(result.parsed) == ["p1"]
+
+
+def test_ndjson_rows_are_the_reported_fields_in_order():
+    """Bulk ingest reads tuples (rows=True) where others get Reported items: the same values."""
+    export = bulk_export()
+    lines = ndjson(export["Patient"] + export["Encounter"] + export["Observation"]).splitlines()
+    lines.insert(5, b'{"resourceType": "Observation", "status": ')  # a bad line among them
+    items, rows = parse_ndjson(lines), parse_ndjson(lines, rows=True)
+    assert [Reported(*row) for row in rows.rows] == items.parsed.reported
+    assert len(rows.rows) > 100
+    assert rows.parsed.reported == [] and items.rows == []
+    assert rows.parsed.rejections == items.parsed.rejections
+    assert (rows.parsed.patients, rows.parsed.encounters) == (
+        items.parsed.patients, items.parsed.encounters,
+    )  # fmt: skip
 
 
 # --- properties ---------------------------------------------------------------------------

@@ -1,11 +1,17 @@
 """Bulk FHIR NDJSON on every core: workers read and normalize pieces, one writer stores them.
 
-A bulk-data export is millions of lines. Reading and normalizing a line costs about twice
-what storing it does, and both are Python, so one process leaves the second core idle. Here
-worker processes parse and normalize pieces of `PIECE_BYTES` while this process runs
-the quality gate (which reads the store) and writes each piece in its own transaction, in
-file order. A killed ingest keeps every piece it committed; ingesting the file again stores
-only the rest (observations are keyed by their source id).
+A bulk-data export is millions of lines. Reading and normalizing a line costs more than
+storing it does, and both are Python, so one process leaves the second core idle. Here
+worker processes parse and normalize pieces of `PIECE_BYTES`, and turn the observations into
+the rows the gate reads and the database binds (`ReadyRows`), while this process runs the
+quality gate (which reads the store) and writes each piece in its own transaction, in file
+order, on one connection. A killed ingest keeps every piece it committed; ingesting the file
+again stores only the rest (observations are keyed by their source id).
+
+Forked workers read their pieces straight from the document they inherited; only where
+workers are spawned does each piece travel to its worker through a pipe. Observations come
+back without their payloads (the lines they were read from, most of the bytes): the writer
+reads back the lines of those the gate turns away.
 
 Pieces are committed in order, so a Patient line is stored before the Observations of later
 lines refer to it. Files are read Patient first, then Encounter (see `resource_order`): a
@@ -18,16 +24,27 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
+from sqlalchemy import Connection
 
-from wardwatch.domain import Encounter, Patient, rejection_frame, reported_frame
+from wardwatch.domain import Encounter, Patient, rejection_frame, reported_rows_frame
 from wardwatch.ingest import fhir
-from wardwatch.ingest.pipeline import IngestSummary, Pipeline, store_normalized
+from wardwatch.ingest.pipeline import (
+    IngestSummary,
+    Payloads,
+    Pipeline,
+    ReadyRows,
+    store_normalized,
+)
+from wardwatch.store import bulk_connection
 from wardwatch.terminology import LocalCodeMap, normalize
 from wardwatch.terminology.normalize import Normalized
 
@@ -39,14 +56,30 @@ _AHEAD = 2  # pieces read ahead per worker: enough to keep workers busy, bounded
 
 @dataclass(slots=True)
 class Prepared:
-    """One piece of a file, read and normalized, not yet gated (the gate needs the store)."""
+    """One piece of a file, read and normalized, not yet gated (the gate needs the store).
+
+    The observations come without their payloads, each being the text of its line: half
+    the bytes a worker would send back, and needed only for what the gate turns away, which
+    the writer reads back from the document (`line_of`, `payloads`).
+    """
 
     normalized: Normalized
+    ready: ReadyRows
+    line_of: np.ndarray  # per reported row (the observations' index): its line in the piece
     parse_rejections: pd.DataFrame
     patients: list[Patient]
     encounters: list[Encounter]
     ignored: Counter[str]
     received: int
+
+    def payloads(self, piece: bytes | memoryview) -> Payloads:
+        """The payloads of this piece's observations, read back from its text."""
+
+        def read(rows: np.ndarray) -> list[str]:
+            lines = bytes(piece).splitlines()  # as prepare split them
+            return [lines[i].decode("utf-8").strip() for i in self.line_of[rows]]
+
+        return read
 
 
 def prepare(piece: bytes, first_line: int, code_map: LocalCodeMap) -> Prepared:
@@ -54,12 +87,16 @@ def prepare(piece: bytes, first_line: int, code_map: LocalCodeMap) -> Prepared:
 
     Raises `fhir.FHIRError` only for a first piece that is not NDJSON at all.
     """
-    result = fhir.parse_ndjson(piece.splitlines(), first_line=first_line)
+    result = fhir.parse_ndjson(piece.splitlines(), first_line=first_line, rows=True)
     parsed = result.parsed
-    reported = reported_frame(parsed.reported)
+    reported = reported_rows_frame(result.rows)
     parse_rejections = rejection_frame(parsed.rejections)
+    normalized = normalize(reported, code_map)
+    observations = normalized.observations
     return Prepared(
-        normalize(reported, code_map),
+        Normalized(observations.drop(columns="payload"), normalized.rejections),
+        ReadyRows.of(observations),
+        np.asarray(result.lines, dtype=np.int64) - first_line,
         parse_rejections,
         parsed.patients,
         parsed.encounters,
@@ -68,31 +105,48 @@ def prepare(piece: bytes, first_line: int, code_map: LocalCodeMap) -> Prepared:
     )
 
 
-def store_prepared(pipeline: Pipeline, piece: Prepared) -> IngestSummary:
-    """Gate and commit one piece."""
-    with pipeline.engine.begin() as conn:
+def store_prepared(
+    conn: Connection, pipeline: Pipeline, piece: Prepared, text: bytes | memoryview
+) -> IngestSummary:
+    """Gate and commit one piece (`text`: its bytes), in a transaction of its own."""
+    with conn.begin():
         summary = store_normalized(
             conn, pipeline, piece.normalized, patients=piece.patients,
             encounters=piece.encounters, parse_rejections=piece.parse_rejections,
-            received=piece.received,
+            received=piece.received, ready=piece.ready, payloads=piece.payloads(text),
         )  # fmt: skip
     summary.ignored.update(piece.ignored)
     return summary
 
 
-def pieces(content: bytes, size: int = PIECE_BYTES) -> Iterator[tuple[int, bytes]]:
-    """(first line number, bytes) of consecutive pieces of about `size` bytes, whole lines.
+@dataclass(frozen=True, slots=True)
+class Span:
+    """Where a piece lies in its document: the number of its first line, and its bytes."""
 
-    Pieces are slices of the document, not lists of lines: a worker receives one buffer,
-    and this process never holds a million small line objects.
+    first_line: int
+    start: int
+    end: int
+
+
+def spans(content: bytes, size: int = PIECE_BYTES) -> Iterator[Span]:
+    """Consecutive pieces of about `size` bytes, whole lines, covering `content`.
+
+    Spans, not slices: a forked worker reads its piece from the document it inherited, and
+    this process never holds a million small line objects.
     """
     start, line = 0, 1
     while start < len(content):
         end = content.find(b"\n", min(start + size, len(content)) - 1)
         end = len(content) if end == -1 else end + 1
-        yield line, content[start:end]
-        line += content.count(b"\n", start, end)
+        yield Span(line, start, end)
+        line += _newlines(content, start, end)
         start = end
+
+
+def _newlines(content: bytes, start: int, end: int) -> int:
+    """How many line feeds `content[start:end]` holds: numpy compares many bytes at a time,
+    where bytes.count, one at a time, was a twentieth of the writer process's work."""
+    return int(np.count_nonzero(np.frombuffer(content, np.uint8, end - start, start) == 0x0A))
 
 
 def ingest_ndjson(
@@ -107,24 +161,39 @@ def ingest_ndjson(
     summary = IngestSummary(messages=1)
     workers = min(_cores(), 8)
     if len(content) < parallel_from or workers < 2:
-        for first, piece in pieces(content, piece_bytes):
-            summary.add(store_prepared(pipeline, prepare(piece, first, pipeline.code_map)))
-            if progress:
-                progress(len(piece))
+        prepared = (
+            (span, prepare(content[span.start : span.end], span.first_line, pipeline.code_map))
+            for span in spans(content, piece_bytes)
+        )
+        _store_in_order(pipeline, content, prepared, summary, progress)
         return summary
     # Objects alive now are frozen out of the collector: otherwise each forked worker's
     # first collection touches them all and copies the parent's memory page by page.
     gc.freeze()
     try:
-        with _worker_pool(workers) as pool:
-            work = pieces(content, piece_bytes)
-            for size, prepared in _in_order(pool, pipeline.code_map, work, workers):
-                summary.add(store_prepared(pipeline, prepared))
-                if progress:
-                    progress(size)
+        with _Workers(workers, content, pipeline.code_map) as pool:
+            prepared = _in_order(pool, spans(content, piece_bytes), workers)
+            _store_in_order(pipeline, content, prepared, summary, progress)
     finally:
         gc.unfreeze()
     return summary
+
+
+def _store_in_order(
+    pipeline: Pipeline,
+    content: bytes,
+    prepared: Iterator[tuple[Span, Prepared]],
+    summary: IngestSummary,
+    progress: Callable[[int], None] | None,
+) -> None:
+    """Commit each piece in turn, adding to `summary`; one connection for them all."""
+    document = memoryview(content)  # a piece's text, without copying it
+    with bulk_connection(pipeline.engine) as conn:
+        for span, piece in prepared:
+            text = document[span.start : span.end]
+            summary.add(store_prepared(conn, pipeline, piece, text))
+            if progress:
+                progress(span.end - span.start)
 
 
 def _cores() -> int:
@@ -133,26 +202,73 @@ def _cores() -> int:
     return os.cpu_count() or 1
 
 
-def _worker_pool(workers: int) -> ProcessPoolExecutor:
-    # fork where it is the platform's way: workers start in milliseconds and inherit the
-    # imported modules; elsewhere the platform default (spawn) costs a second per worker.
-    methods = multiprocessing.get_all_start_methods()
-    method = "fork" if "fork" in methods and os.name == "posix" else None
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
+# In a forked worker: the document and code map being ingested, inherited from the parent.
+_inherited: tuple[bytes, LocalCodeMap] | None = None
+
+
+def _start_worker(parent: int, inherited: tuple[bytes, LocalCodeMap] | None) -> None:
+    """Runs first in every worker: keep what it inherited; leave when the ingest dies."""
+    global _inherited  # set once per worker process, here
+    _inherited = inherited
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+
+
+def _exit_with(parent: int) -> None:
+    """A killed ingest cannot stop its workers, and they would wait for work forever,
+    holding the document: each one leaves once it is orphaned (its parent has changed)."""
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(1)
+
+
+def _prepare_span(span: Span) -> Prepared:
+    """`prepare` of a piece of the inherited document (runs in a forked worker)."""
+    assert _inherited is not None, "only workers started by _Workers prepare spans"
+    document, code_map = _inherited
+    return prepare(document[span.start : span.end], span.first_line, code_map)
+
+
+class _Workers:
+    """Worker processes that prepare the pieces of one document.
+
+    fork where it is the platform's way: workers start in milliseconds, inherit the imported
+    modules, and inherit the document itself, so a piece is sent as three numbers instead of
+    8 MB pickled through a pipe (the code map is inherited too: one object, so its
+    normalization plans are worked out once per worker, not once per piece). Elsewhere the
+    platform default (spawn) costs a second per worker and each piece travels whole.
+    """
+
+    def __init__(self, count: int, document: bytes, code_map: LocalCodeMap) -> None:
+        methods = multiprocessing.get_all_start_methods()
+        self.forked = "fork" in methods and os.name == "posix"
+        self.document, self.code_map = document, code_map
+        context = multiprocessing.get_context("fork" if self.forked else None)
+        # With fork, initargs are inherited, never pickled.
+        inherited = (document, code_map) if self.forked else None
+        self.pool = ProcessPoolExecutor(count, context, _start_worker, (os.getpid(), inherited))
+
+    def __enter__(self) -> _Workers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.shutdown()
+
+    def submit(self, span: Span) -> Future[Prepared]:
+        if self.forked:
+            return self.pool.submit(_prepare_span, span)
+        piece = self.document[span.start : span.end]
+        return self.pool.submit(prepare, piece, span.first_line, self.code_map)
 
 
 def _in_order(
-    pool: Executor,
-    code_map: LocalCodeMap,
-    work: Iterator[tuple[int, bytes]],
-    workers: int,
-) -> Iterator[tuple[int, Prepared]]:
-    """Prepared pieces in file order, with a bounded number in flight."""
-    in_flight: list[tuple[int, Future[Prepared]]] = []
-    for first, piece in work:
-        in_flight.append((len(piece), pool.submit(prepare, piece, first, code_map)))
+    pool: _Workers, work: Iterator[Span], workers: int
+) -> Iterator[tuple[Span, Prepared]]:
+    """Prepared pieces in file order, with their spans, a bounded number in flight."""
+    in_flight: list[tuple[Span, Future[Prepared]]] = []
+    for span in work:
+        in_flight.append((span, pool.submit(span)))
         if len(in_flight) >= workers * _AHEAD:
-            size, future = in_flight.pop(0)
-            yield size, future.result()
-    for size, future in in_flight:
-        yield size, future.result()
+            span, future = in_flight.pop(0)
+            yield span, future.result()
+    for span, future in in_flight:
+        yield span, future.result()

@@ -1,7 +1,8 @@
 """FHIR R4 in, domain objects out.
 
     parse_json(document)       a Bundle (any Bundle.type) or one Patient, Encounter or Observation
-    parse_ndjson(lines)        bulk-data NDJSON: one resource per line
+    parse_ndjson(lines)        bulk-data NDJSON: one resource per line (rows=True: reported
+                               items as plain tuples, for bulk ingest)
     missing_patients(parsed)   patient ids referred to without a Patient in the same document
 
 What goes wrong, and where it ends up:
@@ -45,6 +46,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 import math
 import re
@@ -151,6 +153,11 @@ class FHIRParseResult:
     parsed: Parsed = field(default_factory=Parsed)
     ignored: Counter[str] = field(default_factory=Counter)
     identifiers: dict[str, list[tuple[str | None, str]]] = field(default_factory=dict)
+    # The reported items as tuples of the `Reported` fields, in order: filled while reading,
+    # then made `parsed.reported` unless the caller asked for the rows (see parse_ndjson).
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    # With rows=True: the number of the line each row was read from (its payload is that line).
+    lines: list[int] = field(default_factory=list)
 
 
 class _Invalid(Exception):
@@ -190,11 +197,11 @@ def parse_json(data: str | bytes | dict[str, Any], *, strict: bool = False) -> F
             f"resourceType {_show(rtype)} is not something wardwatch reads: "
             "send a Bundle, Patient, Encounter or Observation"
         )
-    return out
+    return _reported(out)
 
 
 def parse_ndjson(
-    lines: Iterable[str | bytes], *, strict: bool = False, first_line: int = 1
+    lines: Iterable[str | bytes], *, strict: bool = False, first_line: int = 1, rows: bool = False
 ) -> FHIRParseResult:
     """Read bulk-data NDJSON: an open file, a list of lines, or the whole text.
 
@@ -203,6 +210,11 @@ def parse_ndjson(
     Lines whose leading "resourceType" names a type wardwatch does not use are counted unread.
     `first_line` > 1 reads a later piece of a file: reasons give the file's line numbers, and
     the file has already shown it is NDJSON.
+
+    `rows=True` leaves the reported items in `rows`, as tuples of the `Reported` fields, and
+    `parsed.reported` empty: bulk ingest turns them straight into a frame, and a frozen
+    Reported made of each on the way cost it a fifth more time to read a piece. `lines` then
+    says which line each row came from.
     """
     if isinstance(lines, str | bytes):
         lines = lines.splitlines()
@@ -213,7 +225,17 @@ def parse_ndjson(
         text = _line_text(line, number, seen_data, out)
         if text is None:
             continue
+        before = len(out.rows)
         seen_data = _read_line(text, number, seen_data, context, out)
+        if rows:
+            out.lines.extend(itertools.repeat(number, len(out.rows) - before))
+    return out if rows else _reported(out)
+
+
+def _reported(out: FHIRParseResult) -> FHIRParseResult:
+    """`out` with its rows made the `Reported` items of `out.parsed`."""
+    out.parsed.reported.extend(itertools.starmap(Reported, out.rows))
+    out.rows = []
     return out
 
 
@@ -498,22 +520,20 @@ def _observation(
     components = _list(resource.get("component"), "component")
     grouping = bool(components) or resource.get("hasMember") is not None
     payload = text if text is not None else _dump(resource)
-    rows = []
+    rows = []  # of the Reported fields (see FHIRParseResult.rows)
     if not grouping or _has_value(resource):
         value = _value(resource, "")
-        rows.append(Reported(patient, encounter, *concept, *value, when, SOURCE, key, payload))
+        rows.append((patient, encounter, *concept, *value, when, SOURCE, key, payload))
     for i, component in enumerate(components):
         prefix = f"component[{i}]."
         element = _object(component, prefix[:-1])
         concept = _concept(element.get("code"), prefix + "code")
         value = _value(element, prefix)
         source_id = f"{key}#component{i}"
-        rows.append(
-            Reported(patient, encounter, *concept, *value, when, SOURCE, source_id, payload)
-        )
+        rows.append((patient, encounter, *concept, *value, when, SOURCE, source_id, payload))
     if not rows:
         out.ignored["Observation panel without value"] += 1
-    out.parsed.reported.extend(rows)
+    out.rows.extend(rows)
 
 
 def _has_value(element: Resource) -> bool:
@@ -574,7 +594,7 @@ def _quantity(value: object, path: str) -> _Value:
         not isinstance(comparator, str) or comparator not in _COMPARATORS
     ):
         raise _Invalid(f"{path}.comparator: {_show(comparator)} is not one of <, <=, >=, >")
-    if not (_is_text(unit) and _is_text(system) and _is_code(code)):  # say which one is wrong
+    if not _quantity_ok(unit, system, code):  # say which one is wrong
         _string(unit, path, ".unit")
         _uri(system, path, ".system")
         _code(code, path, ".code")
@@ -741,6 +761,19 @@ def _coding(value: object, path: str, index: int | None = None) -> Resource:
 def _coding_ok(system: object, code: object, display: object) -> bool:
     """Cached: a bulk export repeats the same few hundred codings millions of times."""
     return _is_text(system) and _is_code(code) and _is_text(display)
+
+
+def _quantity_ok(unit: object, system: object, code: object) -> bool:
+    """Cached like codings: units repeat as often."""
+    try:
+        return _units_ok(unit, system, code)
+    except TypeError:  # a list or object where text belongs: the caller says which
+        return False
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _units_ok(unit: object, system: object, code: object) -> bool:
+    return _is_text(unit) and _is_text(system) and _is_code(code)
 
 
 def _period_start(value: object, path: str) -> datetime | None:

@@ -9,6 +9,7 @@ none is. Callers acknowledge (HL7 AA) only after it returns.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -17,9 +18,16 @@ import pandas as pd
 from sqlalchemy import Connection, Engine
 
 from wardwatch.domain import Encounter, Parsed, Patient, rejection_frame, reported_frame
-from wardwatch.quality import GateContext, gate
+from wardwatch.quality import GateContext, GateRows, gate
 from wardwatch.settings import Settings
-from wardwatch.store import Batch, Receipt, WriteResult, seen_messages, write_batch
+from wardwatch.store import (
+    Batch,
+    ObservationRows,
+    Receipt,
+    WriteResult,
+    seen_messages,
+    write_batch,
+)
 from wardwatch.store.reads import known_patients
 from wardwatch.terminology import LocalCodeMap, normalize
 from wardwatch.terminology.normalize import Normalized
@@ -65,15 +73,39 @@ class Pipeline:
         return cls(engine, LocalCodeMap.load(settings.local_code_map), settings)
 
     def context(
-        self, conn: Connection, frame: pd.DataFrame, batch_patients: set[str]
+        self, conn: Connection, referred: Iterable[str], batch_patients: set[str]
     ) -> GateContext:
-        others = set(frame["patient_id"].dropna().unique()) - batch_patients
+        """What the gate needs to know: which of the `referred` patients are known, and when
+        now is."""
+        others = set(referred) - batch_patients
         return GateContext(
             known_patients=batch_patients | known_patients(conn, others),
             now=datetime.now(UTC),
             future_tolerance=self.settings.future_tolerance,
             oldest=datetime(self.settings.oldest_year, 1, 1, tzinfo=UTC),
         )
+
+
+# The payloads of normalized observations, by their index labels: for a frame sent without
+# them (bulk ingest reads them back from the file, and only for what the gate turns away).
+Payloads = Callable[[np.ndarray], list[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class ReadyRows:
+    """A normalized frame's observations as the gate reads them and as the store binds them.
+
+    Bulk ingest builds them in its worker processes, beside the normalizing, so the one
+    process that writes only compares and binds; elsewhere the gate and the writer build
+    what they need from the frame themselves.
+    """
+
+    gate: GateRows
+    store: ObservationRows
+
+    @classmethod
+    def of(cls, observations: pd.DataFrame) -> ReadyRows:
+        return cls(GateRows.of(observations), ObservationRows.of(observations))
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +115,7 @@ class Gated:
     accepted: pd.DataFrame
     rejections: pd.DataFrame
     received: int
+    kept: np.ndarray  # per normalized observation: accepted by the gate
 
 
 def _gated(
@@ -104,14 +137,22 @@ def gate_normalized(
     patients: list[Patient],
     parse_rejections: pd.DataFrame | None,
     received: int,
+    rows: GateRows | None = None,
+    payloads: Payloads | None = None,
 ) -> Gated:
-    """The quality gate over already-normalized rows (it reads the store: who is known)."""
-    batch_patients = {p.patient_id for p in patients}
-    context = pipeline.context(conn, normalized.observations, batch_patients)
-    gated = gate(normalized.observations, context)
-    found = [parse_rejections, normalized.rejections, gated.rejections]
+    """The quality gate over already-normalized rows (it reads the store: who is known).
+
+    `rows` are the observations' `GateRows` when they were read beforehand; `payloads` gives
+    the payloads of observations sent without them."""
+    rows = GateRows.of(normalized.observations) if rows is None else rows
+    context = pipeline.context(conn, rows.patients, {p.patient_id for p in patients})
+    gated = gate(normalized.observations, context, rows)
+    turned_away = gated.rejections
+    if payloads is not None and len(turned_away):
+        turned_away = turned_away.assign(payload=payloads(turned_away.index.to_numpy()))
+    found = [parse_rejections, normalized.rejections, turned_away]
     rejections = pd.concat([f for f in found if f is not None and not f.empty] or [found[1]])
-    return Gated(gated.accepted, rejections, received)
+    return Gated(gated.accepted, rejections, received, gated.kept)
 
 
 def _summary(gated: Gated, result: WriteResult, patients: int) -> IngestSummary:
@@ -148,11 +189,17 @@ def store_normalized(
     encounters: list[Encounter],
     parse_rejections: pd.DataFrame | None,
     received: int,
+    ready: ReadyRows | None = None,
+    payloads: Payloads | None = None,
 ) -> IngestSummary:
     """Gate and write already-normalized rows inside the caller's transaction (bulk workers
-    normalize; the gate reads the store, so it runs here)."""
-    gated = gate_normalized(conn, pipeline, normalized, patients, parse_rejections, received)
-    result = write_batch(conn, Batch(gated.accepted, gated.rejections, patients, encounters))
+    normalize, and prepare the `ready` rows; the gate reads the store, so it runs here)."""
+    rows = None if ready is None else ready.gate
+    gated = gate_normalized(
+        conn, pipeline, normalized, patients, parse_rejections, received, rows, payloads
+    )
+    accepted = gated.accepted if ready is None else ready.store.kept(gated.kept)
+    result = write_batch(conn, Batch(accepted, gated.rejections, patients, encounters))
     return _summary(gated, result, len({p.patient_id for p in patients}))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,16 @@ from wardwatch.store.schema import metadata
 
 class StoreError(RuntimeError):
     """The database cannot be opened or used; the message says what to check."""
+
+
+def _null(value: None) -> None:
+    return value
+
+
+# Python's sqlite3 binds str, int and float as they are, but looks for an adapter for None:
+# it finds none only after an AttributeError is raised and cleared (on Python 3.11), a
+# quarter of a microsecond for every NULL bound. Registered, None binds as the same NULL.
+sqlite3.register_adapter(type(None), _null)
 
 
 def _sqlite_pragmas(synchronous: str) -> Any:
