@@ -163,8 +163,8 @@ def _insert_new(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
 
     On SQLite straight through the driver, each value through its column type's own bind
     processor, so the stored text is exactly what SQLAlchemy writes: SQLAlchemy's handling
-    of each row's parameters costs about 25 µs, more than the insert, and a bulk export
-    brings an Encounter for every ten or so observations.
+    of each row's parameters costs about 10 µs more, and a bulk export brings an Encounter
+    for every ten or so observations.
     """
     if conn.dialect.name != "sqlite":
         conn.execute(_insert_ignore(conn, table), rows)
