@@ -26,9 +26,9 @@ import pandas as pd
 from wardwatch.alerts.policy import PolicyBook
 from wardwatch.ingest.psv import iter_cohort
 from wardwatch.model.artifact import load_shipped_model
+from wardwatch.model.cohort import score_cohort
 from wardwatch.model.split import TRAIN, assign_split
 from wardwatch.monitor.reference import SHIPPED_NAME, profile_cohort, save_profile
-from wardwatch.monitor.run import score_cohort
 from wardwatch.site.validate import projected_burden
 
 ROOT = Path(__file__).resolve().parents[1]

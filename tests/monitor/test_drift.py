@@ -13,6 +13,7 @@ from scipy.stats import ks_2samp
 
 from wardwatch.ingest.psv import read_cohort
 from wardwatch.model.artifact import load_shipped_model
+from wardwatch.model.cohort import score_cohort
 from wardwatch.monitor.drift import (
     DriftThresholds,
     compare,
@@ -22,7 +23,6 @@ from wardwatch.monitor.drift import (
     psi,
 )
 from wardwatch.monitor.reference import Distribution, ProfileError, profile_cohort
-from wardwatch.monitor.run import score_cohort
 from wardwatch.quality import blank_implausible
 
 SAMPLE = resources.files("wardwatch") / "data" / "physionet_sample" / "setA_sample.tar.gz"

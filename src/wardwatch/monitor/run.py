@@ -22,15 +22,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, func, select
 
-from wardwatch.features import build_features
 from wardwatch.ingest.psv import LABEL_LEAD_HOURS, PSVError, read_cohort
+from wardwatch.model.cohort import score_cohort
 from wardwatch.model.risk import RiskModel
 from wardwatch.monitor.drift import DriftReport, DriftThresholds, compare
 from wardwatch.monitor.notices import (
@@ -207,18 +206,6 @@ def _store_run(
 
 
 # ---------------------------------------------------------------- from files
-
-
-def score_cohort(
-    wide: pd.DataFrame, model: RiskModel, patients_per_chunk: int = 2000
-) -> pd.DataFrame:
-    """The model's risk, uncertainty, ood_score and ood per row of a patient-sorted frame,
-    a few thousand patients at a time (the feature matrix of all set A would not fit)."""
-    ids = wide["patient_id"].to_numpy()
-    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.zeros(0, int)
-    bounds = [*starts[::patients_per_chunk].tolist(), len(wide)]
-    parts = [model.predict(build_features(wide.iloc[a:b])) for a, b in pairwise(bounds)]
-    return pd.concat(parts) if parts else pd.DataFrame(columns=["risk", "uncertainty", "ood"])
 
 
 def read_sorted(data: Path, *, as_stored: bool = True) -> pd.DataFrame:

@@ -48,10 +48,11 @@ from wardwatch.alerts.policy import PolicyBook
 from wardwatch.evaluate.metrics import HOURS_PER_DAY, Predictions, number
 from wardwatch.evaluate.subgroups import unit_groups
 from wardwatch.ingest.psv import LABEL, MEASURED
+from wardwatch.model.cohort import score_cohort
 from wardwatch.model.risk import RiskModel
 from wardwatch.monitor.drift import DriftReport, DriftThresholds, compare
 from wardwatch.monitor.reference import Profile, has_labels, profile_cohort
-from wardwatch.monitor.run import read_sorted, score_cohort
+from wardwatch.monitor.run import read_sorted
 from wardwatch.quality import blank_implausible
 from wardwatch.store.cohort import load_wide
 from wardwatch.store.schema import observations
