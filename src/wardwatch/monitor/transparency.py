@@ -41,9 +41,9 @@ from wardwatch.evaluate.metrics import evaluate_predictions, headline, patient_a
 from wardwatch.evaluate.run import POLICY_INPUTS, as_predictions
 from wardwatch.evaluate.subgroups import evaluate_subgroups
 from wardwatch.evaluate.utility import Stays
-from wardwatch.features import build_features
 from wardwatch.ingest.psv import LABEL, read_cohort
 from wardwatch.model import registry
+from wardwatch.model.cohort import score_cohort
 from wardwatch.model.risk import RiskModel
 from wardwatch.monitor.fairness import SMALL_EVENTS, SMALL_PATIENTS
 from wardwatch.monitor.notices import STORE, count_open, open_notices, runs
@@ -294,7 +294,7 @@ def recompute(data: Path, model: RiskModel, book: PolicyBook) -> dict[str, Any]:
     """Exact figures of `model` on the labelled files at `data`: NOT fit to publish as they
     are (exact counts, small cells): `publish` makes them so."""
     wide = _cohort(data)
-    outputs = model.predict(build_features(wide)).loc[:, list(POLICY_INPUTS)]
+    outputs = score_cohort(wide, model).loc[:, list(POLICY_INPUTS)]
     labels = wide[LABEL].to_numpy()
     stays = Stays.from_labels(wide["patient_id"].to_numpy(), labels)
     predictions = as_predictions(outputs, model.threshold)

@@ -53,9 +53,9 @@ from wardwatch.alerts.policy import PolicyBook
 from wardwatch.alerts.signs import organ_dysfunction
 from wardwatch.evaluate.metrics import alert_burden
 from wardwatch.evaluate.utility import Stays, utility, utility_curve
-from wardwatch.features import build_features
 from wardwatch.ingest.psv import LABEL, read_cohort
 from wardwatch.model.artifact import verified_files
+from wardwatch.model.cohort import score_cohort
 from wardwatch.model.risk import RiskModel
 from wardwatch.site.config import (
     OTHER_ICU,
@@ -124,7 +124,7 @@ class SiteData:
     @classmethod
     def score(cls, wide: pd.DataFrame, model: RiskModel, source_hash: str = "") -> SiteData:
         wide = wide.reset_index(drop=True)
-        outputs = model.predict(build_features(wide)).loc[:, ["risk", "uncertainty", "ood"]]
+        outputs = score_cohort(wide, model).loc[:, ["risk", "uncertainty", "ood"]]
         return cls(wide, outputs, organ_dysfunction(wide), stay_units(wide), source_hash)
 
     @property
