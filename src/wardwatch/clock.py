@@ -24,6 +24,18 @@ def ward_now(conn: Connection) -> datetime:
     return simulated if simulated is not None else datetime.now(UTC)
 
 
+def ward_time(moment: datetime | None, now: datetime | None = None) -> str:
+    """A moment as the ward writes it: "14:00" on the day of `now`, else "19 Nov 03:00" (UTC).
+
+    A bare "03:00" for a pause that ends tomorrow reads as three hours, not twenty-seven.
+    """
+    if moment is None:
+        return "—"
+    if now is not None and moment.date() == now.date():
+        return f"{moment:%H:%M}"
+    return f"{moment:%d %b %H:%M}"
+
+
 def set_ward_clock(conn: Connection, now: datetime, speed: float) -> None:
     """Move the simulated clock (replay only)."""
     conn.execute(delete(ward_clock).where(ward_clock.c.name == _NAME))

@@ -28,7 +28,7 @@ from sqlalchemy import Connection, Engine, Row, Select, func, select
 
 from wardwatch.alerts.policy import PolicyBook
 from wardwatch.alerts.records import AlertRecord, deployment_silent, latest_alerts
-from wardwatch.clock import ward_now
+from wardwatch.clock import ward_now, ward_time
 from wardwatch.lru import LRU
 from wardwatch.scoring import MAX_STAY_DAYS, NOT_BEDDED
 from wardwatch.store.schema import (
@@ -86,6 +86,7 @@ class Bed:
     sepsis: AlertRecord | None
     review: AlertRecord | None
     escalation: AlertRecord | None
+    at: datetime  # the moment the row describes (the ward clock when the worklist was built)
 
     @property
     def alert_state(self) -> str:
@@ -94,7 +95,7 @@ class Bed:
                              (self.review, "needs human review")):  # fmt: skip
             if record is not None and record.active:
                 if record.state.value == "paused" and record.paused_until is not None:
-                    return f"{name} paused until {record.paused_until:%H:%M}"
+                    return f"{name} paused until {ward_time(record.paused_until, self.at)}"
                 return f"{name} {record.state.value}"
         if self.sepsis is not None:
             return f"sepsis alert {self.sepsis.state.value}"
@@ -306,7 +307,7 @@ def _bed(
         model_version=None if last is None else str(last.model_version),
         last_data_at=max((r.at for r in readings if r.at is not None), default=None),
         vitals=readings, sepsis=alerts.get((eid, "sepsis")),
-        review=alerts.get((eid, "review")), escalation=alerts.get((eid, "escalation")),
+        review=alerts.get((eid, "review")), escalation=alerts.get((eid, "escalation")), at=at,
     )  # fmt: skip
 
 

@@ -15,7 +15,7 @@ from wardwatch import ward as ward_model
 from wardwatch.alerts import workflow
 from wardwatch.alerts.records import get_alert
 from wardwatch.chart import stay_history
-from wardwatch.clock import ward_now
+from wardwatch.clock import set_ward_clock, ward_now
 from wardwatch.explain import explain, what_if
 from wardwatch.store.schema import (
     checklist_items,
@@ -341,7 +341,22 @@ def test_pausing_for_two_hours_shows_paused_until(provider, ward):
     shown = f"{until:%H:%M}" if until.date() == now_of(ward).date() else f"{until:%d %b %H:%M}"
     assert f"Paused until {shown}" in page
     row = rows(provider.get("/ward").text)[bed.encounter_id]
-    assert f"sepsis alert paused until {until:%H:%M}" in row
+    assert f"sepsis alert paused until {shown}" in row
+
+
+def test_a_pause_that_ends_tomorrow_names_the_day_on_the_worklist_too(provider, ward):
+    bed = alerted(ward)
+    late = now_of(ward).replace(hour=22, minute=30)  # later the same day of the ward clock
+    with ward.engine.begin() as conn:
+        set_ward_clock(conn, late, speed=1.0)
+    clear_worklist_cache()
+    url = f"/patients/{bed.encounter_id}/alerts/{bed.sepsis.alert_id}/pause"
+    assert post(provider, url, {"until": "4h"}).status_code == 303
+    until = late + timedelta(hours=4)  # 02:30 the next day
+    row = rows(provider.get("/ward").text)[bed.encounter_id]
+    assert f"sepsis alert paused until {until:%d %b} 02:30" in row
+    page = text_of(provider.get(f"/patients/{bed.encounter_id}").text)
+    assert f"Paused until {until:%d %b} 02:30" in page
 
 
 def test_pausing_until_new_results(provider, ward):

@@ -22,6 +22,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from wardwatch.alerts.workflow import Actor
+from wardwatch.clock import ward_time
 from wardwatch.terminology import wording
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -76,11 +77,7 @@ def since(moment: datetime | None, now: datetime) -> str:
 
 def clock(moment: datetime | None, now: datetime | None = None) -> str:
     """ "14:00" on the day of `now`, else "19 Nov 03:00" (ward clock, UTC)."""
-    if moment is None:
-        return "—"
-    if now is not None and moment.date() == now.date():
-        return f"{moment:%H:%M}"
-    return f"{moment:%d %b %H:%M}"
+    return ward_time(moment, now)
 
 
 def minutes(value: int | None) -> str:

@@ -75,13 +75,13 @@ def alert_badges(bed: Bed) -> list[Badge]:
         if record is None or _WORKLIST_NAMES[kind] in bed.alert_state:
             continue
         if record.active or kind == "sepsis":
-            badges.append(Badge(_record_text(kind, record), record.state.value))
+            badges.append(Badge(_record_text(kind, record, bed.at), record.state.value))
     return badges
 
 
-def _record_text(kind: str, record: AlertRecord) -> str:
+def _record_text(kind: str, record: AlertRecord, now: datetime) -> str:
     if record.state.value == "paused" and record.paused_until is not None:
-        return f"{_WORKLIST_NAMES[kind]} paused until {record.paused_until:%H:%M}"
+        return f"{_WORKLIST_NAMES[kind]} paused until {clock(record.paused_until, now)}"
     return f"{_WORKLIST_NAMES[kind]} {record.state.value}"
 
 
