@@ -352,6 +352,11 @@ def _read_resource(
         _not_read(resource, rtype, url, out)
         return
     key = _key(resource, url)
+    if rtype == "Observation" and not context.strict:
+        usual = fhir_usual.usual_rows(resource, key, context, text)
+        if usual is not None:
+            out.rows.append(usual)
+            return
     try:
         if context.strict:
             _validate_r4b(resource, rtype)
@@ -905,3 +910,7 @@ def _digest(value: object) -> str:
     except (ValueError, TypeError, RecursionError):
         canonical = repr(value)
     return "sha256:" + hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+# Imported last: it reads this module's rules, and this module calls it only at run time.
+from wardwatch.ingest import fhir_usual  # noqa: E402
