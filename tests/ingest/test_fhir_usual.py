@@ -20,32 +20,62 @@ USUAL = {
     "resourceType": "Observation",
     "id": "obs-1",
     "status": "final",
-    "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-"
-                              "category", "code": "vital-signs"}]}],
-    "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}],
-             "text": "Heart rate"},
+    "category": [
+        {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                    "code": "vital-signs",
+                }
+            ]
+        }
+    ],
+    "code": {
+        "coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}],
+        "text": "Heart rate",
+    },
     "subject": {"reference": "Patient/p1"},
     "encounter": {"reference": "Encounter/e1"},
     "effectiveDateTime": "2024-03-01T10:15:00+01:00",
     "issued": "2024-03-01T10:20:00.000+01:00",
-    "valueQuantity": {"value": 112.0, "unit": "/min", "system": "http://unitsofmeasure.org",
-                      "code": "/min"},
-}  # fmt: skip
+    "valueQuantity": {
+        "value": 112.0,
+        "unit": "/min",
+        "system": "http://unitsofmeasure.org",
+        "code": "/min",
+    },
+}
 
 # Values each element might hold in a sender's file: right, wrong in type, blank, absent.
 TEXTS = st.sampled_from(["8867-4", "2345-7", "x y", " lead", "", "   ", "a  b", "LOCAL-9"])
 ODD = st.sampled_from([None, 7, 7.5, True, [], {}, ["8867-4"], {"a": 1}])
 TEXTISH = st.one_of(TEXTS, ODD)
-SYSTEMS = st.one_of(st.sampled_from(["http://loinc.org", "http://unitsofmeasure.org",
-                                     "urn:oid:1.2.3", "", "http://loinc.org "]), ODD)  # fmt: skip
-CODINGS = st.lists(st.fixed_dictionaries({}, optional={"system": SYSTEMS, "code": TEXTISH,
-                                                        "display": TEXTISH}), max_size=3)  # fmt: skip
-MOMENTS = st.one_of(
-    st.sampled_from(["2024-03-01T10:15:00Z", "2024-03-01", "2024-03", "2024-02-30T10:00:00Z",
-                     "2024-03-01T10:15:00", "2024-03-01T25:00:00Z", "0001-01-01T00:00:00-14:00",
-                     "2024-03-01T10:15:00.123+14:00", ""]),
+SYSTEMS = st.one_of(
+    st.sampled_from(
+        ["http://loinc.org", "http://unitsofmeasure.org", "urn:oid:1.2.3", "", "http://loinc.org "]
+    ),
     ODD,
-)  # fmt: skip
+)
+CODINGS = st.lists(
+    st.fixed_dictionaries({}, optional={"system": SYSTEMS, "code": TEXTISH, "display": TEXTISH}),
+    max_size=3,
+)
+MOMENTS = st.one_of(
+    st.sampled_from(
+        [
+            "2024-03-01T10:15:00Z",
+            "2024-03-01",
+            "2024-03",
+            "2024-02-30T10:00:00Z",
+            "2024-03-01T10:15:00",
+            "2024-03-01T25:00:00Z",
+            "0001-01-01T00:00:00-14:00",
+            "2024-03-01T10:15:00.123+14:00",
+            "",
+        ]
+    ),
+    ODD,
+)
 NUMBERS = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.integers(min_value=-(2**60), max_value=2**60),
@@ -54,25 +84,44 @@ NUMBERS = st.one_of(
     st.just("112"),
 )
 REFERENCES = st.one_of(
-    st.sampled_from(["Patient/p1", "Patient/p2", "Encounter/e1", "Patient/", "urn:uuid:abc",
-                     "#contained", "  ", "http://x.org/fhir/Patient/p1"]),
+    st.sampled_from(
+        [
+            "Patient/p1",
+            "Patient/p2",
+            "Encounter/e1",
+            "Patient/",
+            "urn:uuid:abc",
+            "#contained",
+            "  ",
+            "http://x.org/fhir/Patient/p1",
+        ]
+    ),
     ODD,
-)  # fmt: skip
+)
 
 MUTATIONS = {
     "id": st.one_of(st.sampled_from(["obs-2", "a b", "é", "x" * 70, ""]), ODD),
-    "status": st.one_of(st.sampled_from(sorted(fhir._OBSERVATION_STATUS) + ["done", "FINAL"]), ODD),
+    "status": st.one_of(st.sampled_from([*sorted(fhir._OBSERVATION_STATUS), "done", "FINAL"]), ODD),
     "subject": st.one_of(st.builds(lambda r: {"reference": r}, REFERENCES), ODD),
-    "encounter": st.one_of(st.builds(lambda r: {"reference": r}, REFERENCES),
-                           st.just({"identifier": {"value": "v1"}}), ODD),  # fmt: skip
+    "encounter": st.one_of(
+        st.builds(lambda r: {"reference": r}, REFERENCES),
+        st.just({"identifier": {"value": "v1"}}),
+        ODD,
+    ),
     "code": st.one_of(st.builds(lambda c, t: {"coding": c, "text": t}, CODINGS, TEXTISH), ODD),
     "effectiveDateTime": MOMENTS,
     "issued": MOMENTS,
     "valueQuantity": st.one_of(
-        st.fixed_dictionaries({}, optional={
-            "value": NUMBERS, "unit": TEXTISH, "system": SYSTEMS, "code": TEXTISH,
-            "comparator": st.sampled_from(["<", "<=", ">", ">=", "=", "", 5]),
-        }),  # fmt: skip
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "value": NUMBERS,
+                "unit": TEXTISH,
+                "system": SYSTEMS,
+                "code": TEXTISH,
+                "comparator": st.sampled_from(["<", "<=", ">", ">=", "=", "", 5]),
+            },
+        ),
         ODD,
     ),
     "valueString": st.sampled_from(["high", None]),
@@ -85,10 +134,13 @@ MUTATIONS = {
 
 def context() -> _Context:
     """A document in which Patient/p1, Patient/p2 and Encounter/e1 were referred to before."""
-    refs = {"Patient/p1": ("Patient", "p1"), "Patient/p2": ("Patient", "p2"),
-            "Encounter/e1": ("Encounter", "e1"),
-            "http://x.org/fhir/Patient/p1": ("Patient", "p1"),
-            "Patient/": "is not a literal reference such as Patient/123"}  # fmt: skip
+    refs = {
+        "Patient/p1": ("Patient", "p1"),
+        "Patient/p2": ("Patient", "p2"),
+        "Encounter/e1": ("Encounter", "e1"),
+        "http://x.org/fhir/Patient/p1": ("Patient", "p1"),
+        "Patient/": "is not a literal reference such as Patient/123",
+    }
     return _Context({}, strict=False, refs=refs)
 
 
@@ -106,8 +158,10 @@ def same(a: list[tuple], b: list[tuple]) -> bool:
     """Equal rows, NaN equal to NaN (a float field compared as itself)."""
     return len(a) == len(b) and all(
         len(x) == len(y)
-        and all(u == v or (isinstance(u, float) and math.isnan(u) and math.isnan(v))
-                for u, v in zip(x, y, strict=True))  # fmt: skip
+        and all(
+            u == v or (isinstance(u, float) and math.isnan(u) and math.isnan(v))
+            for u, v in zip(x, y, strict=True)
+        )
         for x, y in zip(a, b, strict=True)
     )
 
@@ -122,9 +176,12 @@ def test_the_usual_observation_is_read_in_one_pass_as_the_long_way_reads_it():
 
 
 @settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow], deadline=None)
-@given(st.dictionaries(st.sampled_from(sorted(MUTATIONS)), st.none(), max_size=4).flatmap(
-    lambda keys: st.fixed_dictionaries({k: MUTATIONS[k] for k in keys})),
-    st.sets(st.sampled_from(["id", "encounter", "issued", "code", "valueQuantity"]), max_size=2))
+@given(
+    st.dictionaries(st.sampled_from(sorted(MUTATIONS)), st.none(), max_size=4).flatmap(
+        lambda keys: st.fixed_dictionaries({k: MUTATIONS[k] for k in keys})
+    ),
+    st.sets(st.sampled_from(["id", "encounter", "issued", "code", "valueQuantity"]), max_size=2),
+)
 def test_what_the_one_pass_accepts_the_long_way_accepts_identically(changes, removed):
     resource = {**copy.deepcopy(USUAL), **changes}
     for name in removed:
