@@ -12,6 +12,7 @@ import tarfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from wardwatch.domain import rejection_frame
 from wardwatch.ingest import bulk, fhir, hl7v2, psv
 from wardwatch.ingest.listener import store_hl7_message
 from wardwatch.ingest.pipeline import IngestSummary, Pipeline, store_batch, store_parsed
@@ -110,12 +111,14 @@ def work_units(path: Path) -> int:
 
 def ingest_psv(pipeline: Pipeline, path: Path, progress: Progress = _noop) -> IngestSummary:
     summary = IngestSummary()
-    for wide in psv.iter_cohort(path, patients_per_chunk=pipeline.settings.psv_patients_per_batch):
+    chunks = psv.iter_checked(path, patients_per_chunk=pipeline.settings.psv_patients_per_batch)
+    for wide, turned_away in chunks:
         patients, encounters = psv.patients_and_encounters(wide)
         with pipeline.engine.begin() as conn:
             part = store_batch(
-                conn, pipeline, psv.reported_rows(wide), patients=patients, encounters=encounters
-            )
+                conn, pipeline, psv.reported_rows(wide), patients=patients,
+                encounters=encounters, parse_rejections=rejection_frame(turned_away),
+            )  # fmt: skip
         summary.add(part)
         progress(len(patients))
     return summary

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from wardwatch.domain import REPORTED_COLUMNS, Encounter, Patient, Sex
+from wardwatch.domain import REPORTED_COLUMNS, Encounter, Patient, Rejection, Sex
 from wardwatch.quality import blank_implausible
 
 VITALS = ("HR", "O2Sat", "Temp", "SBP", "MAP", "DBP", "Resp", "EtCO2")
@@ -103,15 +103,48 @@ def iter_cohort(
         yield blank_implausible(chunk) if as_stored else chunk
 
 
-def _chunks(source: Path, patients_per_chunk: int) -> Iterator[pd.DataFrame]:
+def iter_checked(
+    source: Path, patients_per_chunk: int = 1000
+) -> Iterator[tuple[pd.DataFrame, list[Rejection]]]:
+    """As `iter_cohort`, for ingest: what cannot be read is turned away, with its reason.
+
+    `iter_cohort` (training, evaluation) stops at the first bad file. A hospital's feed must
+    not: a file that is not a PhysioNet file, or cannot be parsed, is turned away whole; a
+    value that is not a number is turned away alone (the rest of its row is kept); a row
+    whose ICULOS is not an hour of the stay cannot be placed in time and is turned away. Each
+    chunk comes with the rejections of the files read for it; the last may be empty.
+    """
+    turned_away: list[Rejection] = []
+    for chunk in _chunks(Path(source), patients_per_chunk, turned_away):
+        yield chunk, turned_away[:]
+        turned_away.clear()
+    if turned_away:
+        yield _empty_wide(), turned_away
+
+
+def _chunks(
+    source: Path, patients_per_chunk: int, turned_away: list[Rejection] | None = None
+) -> Iterator[pd.DataFrame]:
+    """Chunks of whole files; with `turned_away`, bad files and values go there instead of
+    raising (see `iter_checked`)."""
     ids: list[str] = []
     bodies: list[bytes] = []
     header: bytes | None = None
+    read_any = False
     for name, content in _members(Path(source)):
+        read_any = True
         first, _, body = content.partition(b"\n")
+        if turned_away is not None and (why := _not_physionet(first)):
+            turned_away.append(_whole_file(name, content, why))
+            continue
         header = header or first.strip()
         if first.strip() != header:  # columns in another order: parse alone, re-emit ours
-            frame = _parse(name, content)
+            if turned_away is None:
+                frame = _parse(name, content)
+            elif (checked := _checked(name, content, turned_away)) is None:
+                continue
+            else:
+                frame = checked.drop(columns=["patient_id", "hour"])
             body = frame.to_csv(sep="|", header=False, index=False, columns=_names(header))
             body = body.encode()
         body = body.rstrip(b"\n")
@@ -119,12 +152,101 @@ def _chunks(source: Path, patients_per_chunk: int) -> Iterator[pd.DataFrame]:
             ids.append(_patient_id(name))
             bodies.append(body)
         if len(ids) >= patients_per_chunk:
-            yield _concat(header, ids, bodies)
+            yield _concat_or_check(header, ids, bodies, turned_away)
             ids, bodies = [], []
-    if header is None:
+    if not read_any:
         raise PSVError(f"{source}: no .psv files found")
-    if ids:
-        yield _concat(header, ids, bodies)
+    if ids and header is not None:
+        yield _concat_or_check(header, ids, bodies, turned_away)
+
+
+def _concat_or_check(
+    header: bytes, ids: list[str], bodies: list[bytes], turned_away: list[Rejection] | None
+) -> pd.DataFrame:
+    """One C-level read of the chunk; if it fails and bad input is to be turned away, each
+    file is read alone and checked value by value (the good files are not held up)."""
+    if turned_away is None:
+        return _concat(header, ids, bodies)
+    try:
+        return _concat(header, ids, bodies)
+    except ValueError:  # PSVError and pandas' parser errors are ValueErrors
+        frames = [_checked(f"{pid}.psv", header + b"\n" + body, turned_away)
+                  for pid, body in zip(ids, bodies, strict=True)]  # fmt: skip
+        kept = [frame for frame in frames if frame is not None]
+        return pd.concat(kept, ignore_index=True) if kept else _empty_wide()
+
+
+def _not_physionet(first_line: bytes) -> str | None:
+    names = first_line.decode("utf-8", "replace").strip().split("|")
+    missing = [c for c in COLUMNS if c not in names]
+    if missing:
+        shown = ", ".join(missing[:6]) + (" ..." if len(missing) > 6 else "")
+        return f"its first line lacks the PhysioNet 2019 columns {shown}"
+    return None
+
+
+def _whole_file(name: str, content: bytes, why: str) -> Rejection:
+    return Rejection(SOURCE, name, "unreadable_file",
+                     f"{name}: {why}; the file is kept here whole: correct it and ingest it again",
+                     content.decode("utf-8", "replace"), _patient_id(name))  # fmt: skip
+
+
+def _checked(name: str, content: bytes, turned_away: list[Rejection]) -> pd.DataFrame | None:
+    """One file read value by value: a wide frame of what is usable, the rest turned away."""
+    pid = _patient_id(name)
+    lines = content.decode("utf-8", "replace").splitlines()
+    if why := _not_physionet(lines[0].encode() if lines else b""):
+        turned_away.append(_whole_file(name, content, why))
+        return None
+    fields = lines[0].count("|") + 1
+    rows = [0]  # the header, then each data row whose fields line up with it
+    for i, line in enumerate(lines[1:], start=1):
+        if not line.strip():
+            continue
+        if line.count("|") + 1 == fields:
+            rows.append(i)
+            continue
+        reason = (f"{name} line {i + 1}: {line.count('|') + 1} fields where the header has "
+                  f"{fields}; the values cannot be matched to their columns")  # fmt: skip
+        turned_away.append(Rejection(SOURCE, f"{pid}|line {i + 1}", "ragged_row", reason, line,
+                                     pid))  # fmt: skip
+    usable = "\n".join(lines[i] for i in rows).encode()
+    try:
+        text = pd.read_csv(io.BytesIO(usable), sep="|", dtype=str, keep_default_na=False)
+    except (ValueError, pd.errors.ParserError) as error:
+        turned_away.append(_whole_file(name, content, f"cannot be parsed ({error})"))
+        return None
+    lines = [lines[i] for i in rows]  # line k + 1 is data row k, as below
+    cells = text.apply(lambda column: column.str.strip())
+    numbers = cells.apply(pd.to_numeric, errors="coerce").astype("float64")
+    bad = numbers.isna() & ~cells.isin(["", "NaN", "nan"])
+    hours = numbers["ICULOS"]
+    placed = hours.notna() & (hours == hours.round())
+    numbered = rows[1:]  # data row k was line numbered[k] + 1 of the file
+    for i in np.flatnonzero(~placed.to_numpy()):
+        hour = cells["ICULOS"].iat[i]
+        reason = (f"{name} line {numbered[i] + 1}: ICULOS {hour!r} is not an hour of the stay; "
+                  "the row cannot be placed in time")  # fmt: skip
+        turned_away.append(Rejection(SOURCE, f"{pid}|line {numbered[i] + 1}", "no_hour", reason,
+                                     lines[i + 1], pid))  # fmt: skip
+    for i, j in zip(*np.nonzero(bad.to_numpy() & placed.to_numpy()[:, None]), strict=True):
+        column = text.columns[j]
+        turned_away.append(Rejection(
+            SOURCE, f"{pid}|{int(hours.iat[i])}|{column}", "not_numeric",
+            f"{name} line {numbered[i] + 1}: {column} {cells.iat[i, j]!r} is not a number",
+            lines[i + 1], pid))  # fmt: skip
+    kept = numbers[placed.to_numpy()].reset_index(drop=True)
+    kept.insert(0, "patient_id", np.full(len(kept), pid, dtype=object))
+    kept.insert(1, "hour", kept["ICULOS"].astype("int64"))
+    return kept
+
+
+def _empty_wide() -> pd.DataFrame:
+    """A wide frame of no rows (a chunk whose every file was turned away)."""
+    frame = pd.DataFrame({c: pd.Series(dtype="float64") for c in COLUMNS})
+    frame.insert(0, "patient_id", pd.Series(dtype=object))
+    frame.insert(1, "hour", pd.Series(dtype="int64"))
+    return frame
 
 
 def read_cohort(
@@ -147,6 +269,10 @@ def _names(header: bytes) -> list[str]:
 
 
 def _concat(header: bytes, ids: list[str], bodies: list[bytes]) -> pd.DataFrame:
+    fields = header.count(b"|") + 1
+    for pid, body in zip(ids, bodies, strict=True):
+        if any(line.count(b"|") + 1 != fields for line in body.split(b"\n") if line.strip()):
+            raise PSVError(f"{pid}.psv: a row's fields do not line up with the header's {fields}")
     lengths = np.array([b.count(b"\n") + 1 for b in bodies])
     frame = pd.read_csv(
         io.BytesIO(b"\n".join(bodies)), sep="|", header=None, names=_names(header),
