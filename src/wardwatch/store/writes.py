@@ -177,15 +177,8 @@ def _insert_new(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
         for name, process in zip(names, processors, strict=True)
     ]
     marks = ", ".join("?" for _ in names)
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.executemany(
-            f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({marks}) "
-            "ON CONFLICT DO NOTHING",
-            zip(*columns, strict=True),
-        )
-    finally:
-        cursor.close()
+    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({marks}) ON CONFLICT DO NOTHING"
+    _sqlite_executemany(conn, sql, zip(*columns, strict=True))
 
 
 def _as_text(moments: pd.Series) -> np.ndarray:
@@ -238,15 +231,19 @@ def _arrow_texts(text: pa.Array | pa.ChunkedArray) -> list[str | None]:
 def _write_observations_sqlite(conn: Connection, rows: Iterator[tuple[Any, ...]]) -> int:
     names = ", ".join(OBSERVATION_ROW)
     marks = ", ".join("?" for _ in OBSERVATION_ROW)
+    # ON CONFLICT, not OR IGNORE: OR IGNORE would also skip NOT NULL violations, silently
+    # dropping a broken row instead of failing the batch.
+    sql = (f"INSERT INTO observations ({names}) VALUES ({marks}) "
+           "ON CONFLICT (source, source_id) DO NOTHING")  # fmt: skip
+    return _sqlite_executemany(conn, sql, rows)
+
+
+def _sqlite_executemany(conn: Connection, sql: str, rows: Iterator[tuple[Any, ...]]) -> int:
+    """`sql` once per row on the driver's own cursor (inside `conn`'s transaction); the
+    number of rows it changed."""
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.executemany(
-            # ON CONFLICT, not OR IGNORE: OR IGNORE would also skip NOT NULL violations,
-            # silently dropping a broken row instead of failing the batch.
-            f"INSERT INTO observations ({names}) VALUES ({marks}) "
-            "ON CONFLICT (source, source_id) DO NOTHING",
-            rows,
-        )
+        cursor.executemany(sql, rows)
         return int(cursor.rowcount)
     finally:
         cursor.close()
