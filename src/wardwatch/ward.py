@@ -63,6 +63,11 @@ class Reading:
     hours_ago: float | None
 
 
+# The worklist's names of the alert kinds, most pressing first.
+ALERT_NAMES = {"sepsis": "sepsis alert", "escalation": "nurse concern",
+               "review": "needs human review"}  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class Bed:
     """One stay on the unit, as the worklist shows it."""
@@ -91,15 +96,20 @@ class Bed:
     @property
     def alert_state(self) -> str:
         """What the worklist's alert column says, most pressing first."""
-        for record, name in ((self.sepsis, "sepsis alert"), (self.escalation, "nurse concern"),
-                             (self.review, "needs human review")):  # fmt: skip
+        for kind in ALERT_NAMES:
+            record = getattr(self, kind)
             if record is not None and record.active:
-                if record.state.value == "paused" and record.paused_until is not None:
-                    return f"{name} paused until {ward_time(record.paused_until, self.at)}"
-                return f"{name} {record.state.value}"
+                return self.alert_text(kind, record)
         if self.sepsis is not None:
-            return f"sepsis alert {self.sepsis.state.value}"
+            return self.alert_text("sepsis", self.sepsis)
         return ""
+
+    def alert_text(self, kind: str, record: AlertRecord) -> str:
+        """ "sepsis alert open", "nurse concern paused until 19 Nov 02:30": one alert, in words."""
+        name = ALERT_NAMES[kind]
+        if record.state.value == "paused" and record.paused_until is not None:
+            return f"{name} paused until {ward_time(record.paused_until, self.at)}"
+        return f"{name} {record.state.value}"
 
 
 def band(risk: float | None, threshold: float | None) -> str:

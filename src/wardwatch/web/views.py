@@ -20,17 +20,12 @@ from wardwatch.alerts.workflow import DISMISS_REASONS, PERMISSIONS, Actor
 from wardwatch.chart import AlertHistory, Chart
 from wardwatch.explain import Measurement, WhatIf
 from wardwatch.terminology import wording
-from wardwatch.ward import Bed
+from wardwatch.ward import ALERT_NAMES, Bed
 from wardwatch.web.charts import risk_chart
 from wardwatch.web.rendering import age, clock, minutes
 
 KIND_TITLES = {"sepsis": "Sepsis alert", "escalation": "Nurse concern",
                "review": "Needs human review"}  # fmt: skip
-_WORKLIST_NAMES = {
-    "sepsis": "sepsis alert",
-    "escalation": "nurse concern",
-    "review": "needs human review",
-}  # fmt: skip  (as ward.Bed.alert_state says)
 _ACTIONS = {
     "open": "opened the alert", "confirm": "confirmed sepsis", "dismiss": "dismissed the alert",
     "pause": "paused the alert", "resume": "the alert came back", "escalate": "escalated",
@@ -72,17 +67,11 @@ def alert_badges(bed: Bed) -> list[Badge]:
     badges = [Badge(bed.alert_state, state)]
     records = (("sepsis", bed.sepsis), ("escalation", bed.escalation), ("review", bed.review))
     for kind, record in records:
-        if record is None or _WORKLIST_NAMES[kind] in bed.alert_state:
+        if record is None or ALERT_NAMES[kind] in bed.alert_state:
             continue
         if record.active or kind == "sepsis":
-            badges.append(Badge(_record_text(kind, record, bed.at), record.state.value))
+            badges.append(Badge(bed.alert_text(kind, record), record.state.value))
     return badges
-
-
-def _record_text(kind: str, record: AlertRecord, now: datetime) -> str:
-    if record.state.value == "paused" and record.paused_until is not None:
-        return f"{_WORKLIST_NAMES[kind]} paused until {clock(record.paused_until, now)}"
-    return f"{_WORKLIST_NAMES[kind]} {record.state.value}"
 
 
 def score_lag(bed: Bed) -> str:
