@@ -76,10 +76,14 @@ class Prepared:
         """The payloads of this piece's observations, read back from its text."""
 
         def read(rows: np.ndarray) -> list[str]:
-            lines = bytes(piece).splitlines()  # as prepare split them
-            return [lines[i].decode("utf-8").strip() for i in self.line_of[rows]]
+            return _line_texts(bytes(piece).splitlines(), self.line_of[rows])  # as prepare split
 
         return read
+
+
+def _line_texts(lines: list[bytes], positions: np.ndarray) -> list[str]:
+    """The text of the lines at `positions`: the payloads of the observations read from them."""
+    return [lines[i].decode("utf-8").strip() for i in positions]
 
 
 def prepare(piece: bytes, first_line: int, code_map: LocalCodeMap) -> Prepared:
@@ -98,8 +102,7 @@ def prepare(piece: bytes, first_line: int, code_map: LocalCodeMap) -> Prepared:
     normalized = normalize(reported, code_map)
     turned_away = normalized.rejections
     if len(turned_away):
-        texts = [lines[i].decode("utf-8").strip() for i in line_of[turned_away.index]]
-        turned_away = turned_away.assign(payload=texts)
+        turned_away = turned_away.assign(payload=_line_texts(lines, line_of[turned_away.index]))
     observations = normalized.observations
     return Prepared(
         Normalized(observations.drop(columns="payload"), turned_away),

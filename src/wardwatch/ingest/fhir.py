@@ -603,7 +603,12 @@ def _quantity(value: object, path: str) -> _Value:
         _string(unit, path, ".unit")
         _uri(system, path, ".system")
         _code(code, path, ".code")
-    return number, None, comparator, code if system == UCUM and code is not None else unit
+    return number, None, comparator, quantity_unit(unit, system, code)
+
+
+def quantity_unit(unit: object, system: object, code: object) -> Any:
+    """The unit a Quantity is read in: its UCUM code when it has one, else its display unit."""
+    return code if system == UCUM and code is not None else unit
 
 
 def _absent(value: object, prefix: str) -> str | None:

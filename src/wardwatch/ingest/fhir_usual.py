@@ -127,4 +127,4 @@ def _quantity(value: object) -> tuple[float, None, str | None, str | None] | Non
     unit, system, code = value.get("unit"), value.get("system"), value.get("code")
     if not fhir._quantity_ok(unit, system, code):
         return None
-    return number, None, comparator, code if system == fhir.UCUM and code is not None else unit
+    return number, None, comparator, fhir.quantity_unit(unit, system, code)
