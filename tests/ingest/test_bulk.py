@@ -7,7 +7,7 @@ import json
 import re
 from pathlib import Path
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from wardwatch.demo import sample_dir
 from wardwatch.ingest import bulk, fhir
@@ -68,6 +68,37 @@ def test_on_worker_processes_the_store_holds_what_one_process_stores(pipeline, t
     assert (parallel.received, parallel.accepted) == (serial.received, serial.accepted)
     assert parallel.quarantined == serial.quarantined
     assert stored(pipeline) == expected
+
+
+def test_pieces_are_committed_in_groups_and_progress_counts_what_is_committed(pipeline):
+    export = bulk_export()
+    content = ndjson(export["Patient"] + export["Encounter"] + export["Observation"])
+    spans = list(bulk.spans(content, 20_000))
+    sizes = [span.end - span.start for span in spans]
+    assert len(spans) >= 7
+    seen: list[tuple[int, int]] = []  # (bytes reported, observations stored by then)
+
+    def progress(done: int) -> None:
+        with pipeline.engine.connect() as other:  # another connection sees only what is committed
+            seen.append((done, other.execute(select(func.count()).select_from(observations)
+                                             ).scalar_one()))  # fmt: skip
+
+    summary = bulk.ingest_ndjson(pipeline, content, progress, piece_bytes=20_000,
+                                 parallel_from=0, commit_bytes=60_000)  # fmt: skip
+    reported = [done for done, _ in seen]
+    assert sum(reported) == len(content)
+    # Each report is a commit of whole consecutive pieces, at least 60,000 bytes but the last.
+    bounds, at = [], 0
+    for done in reported:
+        at += done
+        bounds.append(at)
+    piece_ends = {sum(sizes[: i + 1]) for i in range(len(sizes))}
+    assert set(bounds) <= piece_ends
+    assert all(done >= 60_000 for done in reported[:-1])
+    assert len(reported) < len(spans), "pieces were committed one by one"
+    stored_then = [count for _, count in seen]
+    assert stored_then == sorted(stored_then) and stored_then[0] > 0
+    assert stored_then[-1] == summary.accepted
 
 
 def test_a_bad_line_late_in_a_file_is_quarantined_with_its_line_number(pipeline):
