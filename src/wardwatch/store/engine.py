@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Column, Engine, create_engine, event, inspect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import ExecutableDDLElement
 
@@ -92,6 +93,30 @@ def add_missing_columns(engine: Engine) -> list[str]:
     return added
 
 
+def add_missing_indexes(engine: Engine) -> list[str]:
+    """Create indexes a newer version declares on tables an older one created.
+
+    `create_all` makes a table's indexes only with the table; a store made before an index
+    was declared would otherwise scan where the code expects to seek.
+    """
+    existing = inspect(engine)
+    added: list[str] = []
+    for table in metadata.sorted_tables:
+        if not existing.has_table(table.name):
+            continue
+        present = {index["name"] for index in existing.get_indexes(table.name)}
+        for index in sorted(table.indexes, key=lambda i: str(i.name)):
+            if index.name in present:
+                continue
+            try:
+                index.create(engine)
+            except DBAPIError as error:  # a unique index the stored rows already break
+                raise RuntimeError(f"cannot create index {index.name} on {table.name} "
+                                   f"({error.orig}): migrate the store by hand") from error
+            added.append(str(index.name))
+    return added
+
+
 class AddColumn(ExecutableDDLElement):
     """ALTER TABLE ... ADD COLUMN ..., compiled by the dialect's own column DDL."""
 
@@ -123,6 +148,7 @@ def init_db(engine: Engine) -> None:
 
     metadata.create_all(engine)
     add_missing_columns(engine)
+    add_missing_indexes(engine)
     # The audit trail is append-only in the database too: triggers refuse UPDATE and DELETE
     # (reinstalled here if someone dropped them; the chain detects what happened meanwhile).
     install_guards(engine)

@@ -157,6 +157,9 @@ scores = Table(
     # The newest observation id the score saw: a stay with a newer one is due for scoring.
     Column("through_observation_id", Integer, nullable=False),
     Index("ix_scores_encounter", "encounter_id", "model_version", "hour"),
+    # A version's scores by data time: the governance page's first score of a shadow model
+    # and its comparison with the active one, over years of active scores.
+    Index("ix_scores_version_time", "model_version", "as_of"),
 )
 
 alerts = Table(
