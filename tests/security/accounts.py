@@ -26,5 +26,5 @@ def make_user(
     password: str = PASSWORD, enrol: bool = True,
 ) -> tuple[users.User, mfa.Enrolment | None]:  # fmt: skip
     user = users.add_user(conn, user_id, role, password, at=at, by="test", hasher=HASHER)
-    enrolment = mfa.enrol(conn, user.user_id, at=at) if enrol else None
+    enrolment = mfa.enrol(conn, user.user_id, at=at, by="test") if enrol else None
     return users.require_user(conn, user.user_id), enrolment

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import typer
 from sqlalchemy import Engine, insert, select
-from tests.security.accounts import HASHER, PASSWORD, T0, code, make_user
+from tests.security.accounts import HASHER, PASSWORD, STEP, T0, code, make_user
 from tests.security.samples import ingest_samples
 from typer.testing import CliRunner
 
@@ -194,6 +194,64 @@ def test_an_mfa_reset_is_audited_without_secret_or_codes(engine, admin):
                      new.uri)  # fmt: skip
 
 
+def test_an_enrolment_is_audited_by_whom_for_whom_without_secret_or_codes(engine, admin):
+    with engine.begin() as conn:
+        make_user(conn, "n-bo", "nurse", enrol=False)
+    start = head(engine)
+    with engine.begin() as conn:
+        first = mfa.enrol(conn, "n-bo", at=T0, by="admin-al", source=IP)
+        again = mfa.enrol(conn, "n-bo", at=T0, by="admin-al", source=IP)
+    enrolled, replaced = trail(engine, start)
+    for record in (enrolled, replaced):
+        assert_record(record, "mfa.enrol", "admin-al", "user/n-bo", role="admin", source=IP,
+                      patient_id=None)  # fmt: skip
+    assert (enrolled.details, replaced.details) == ({"replaced": False}, {"replaced": True})
+    assert_no_secret([enrolled, replaced], first.secret, again.secret, first.uri, again.uri,
+                     *first.recovery_codes, *again.recovery_codes)  # fmt: skip
+
+
+def _sign_in(engine: Engine, typed_code: str, at: datetime) -> bool:
+    with engine.begin() as conn:
+        return authenticate(conn, "n-ada", PASSWORD, typed_code, at=at, source=IP,
+                            hasher=HASHER).ok  # fmt: skip
+
+
+def test_the_first_code_of_a_new_secret_confirms_its_enrolment_and_refusals_before_it(
+    engine, admin
+):
+    with engine.begin() as conn:
+        _, enrolment = make_user(conn, "n-ada", "nurse")
+    start = head(engine)
+    wrong = code(enrolment.secret, T0 - 5 * STEP)
+    assert not _sign_in(engine, wrong, T0)  # the phone's clock is off, say
+    assert _sign_in(engine, code(enrolment.secret, T0), T0)
+    assert _sign_in(engine, code(enrolment.secret, T0 + STEP), T0 + STEP)  # confirmed once
+    found = trail(engine, start)
+    expected = ["mfa.confirm_failure", "login.failure", "mfa.confirm", "login.success"]
+    assert [r.action for r in found] == [*expected, "login.success"]
+    enrolled_at = {"enrolled_at": T0.isoformat()}
+    assert_record(found[0], "mfa.confirm_failure", "n-ada", "user/n-ada", outcome="denied",
+                  role="nurse", source=IP, details=enrolled_at)  # fmt: skip
+    assert_record(found[2], "mfa.confirm", "n-ada", "user/n-ada", role="nurse", source=IP,
+                  details=enrolled_at)  # fmt: skip
+    assert_no_secret(found, enrolment.secret, wrong, code(enrolment.secret, T0), PASSWORD)
+
+
+def test_a_reset_secret_is_confirmed_anew_and_a_recovery_code_confirms_nothing(engine, admin):
+    with engine.begin() as conn:
+        _, enrolment = make_user(conn, "n-ada", "nurse")
+    assert _sign_in(engine, code(enrolment.secret, T0), T0)
+    later = T0 + timedelta(days=1)
+    with engine.begin() as conn:
+        new = mfa.reset_mfa(conn, "n-ada", at=later, by="admin-al", source=IP)
+    start = head(engine)
+    assert _sign_in(engine, new.recovery_codes[0], later)
+    assert _sign_in(engine, code(new.secret, later), later)
+    found = trail(engine, start)
+    assert [r.action for r in found] == ["login.success", "mfa.confirm", "login.success"]
+    assert found[1].details == {"enrolled_at": later.isoformat()}
+
+
 # ---------------------------------------------------------------- signing in
 
 
@@ -205,7 +263,8 @@ def test_a_sign_in_is_audited_with_its_factor_and_no_secret(engine):
     with engine.begin() as conn:
         result = authenticate(conn, "n-ada", PASSWORD, typed_code, at=T0, source=IP,
                               hasher=HASHER)  # fmt: skip
-    (signed_in,) = trail(engine, start)
+    confirmed, signed_in = trail(engine, start)  # the first code of the secret confirms it
+    assert (confirmed.action, confirmed.actor) == ("mfa.confirm", "n-ada")
     session_id = result.session.session.session_id
     assert_record(signed_in, "login.success", "n-ada", f"session/{session_id[:12]}",
                   role="nurse", source=IP)  # fmt: skip
@@ -288,7 +347,34 @@ def test_breaking_the_glass_and_its_review_name_the_patient(engine, admin):
     assert reviewed.details == {"note": "appropriate: code blue", "grant_of": "admin-al"}
 
 
-def test_a_refused_break_the_glass_leaves_neither_grant_nor_record(engine, admin):
+@pytest.mark.parametrize(
+    ("who", "reason", "error", "why"),
+    [(AUDITOR, "curious about the patient", workflow.NotPermitted, "is not allowed"),
+     (ADMIN, "because", ValueError, "at least 10 characters"),
+     (ADMIN, "   ", ValueError, "at least 10 characters")],
+    ids=["role-not-allowed", "reason-too-short", "no-reason"],
+)  # fmt: skip
+def test_a_refused_break_the_glass_leaves_no_grant_but_its_record(
+    engine, admin, who, reason, error, why
+):
+    """The refusal is raised after its record is written: a caller that catches it inside
+    its transaction commits the record (as the web route does)."""
+    _stay(engine)
+    start = head(engine)
+    with engine.begin() as conn, pytest.raises(error):  # caught inside: the record commits
+        bg.break_glass(conn, who, "e-77", reason, T0, source=IP)
+    (refused,) = trail(engine, start)
+    assert_record(refused, "break_glass.refused", who.user_id, "encounter/e-77",
+                  outcome="denied", role=who.role, patient_id="p-77", encounter_id="e-77",
+                  source=IP)  # fmt: skip
+    assert why in refused.details["refused"]
+    assert refused.details.get("reason") == (reason.strip() or None)
+    with engine.connect() as conn:
+        assert bg.pending_break_glass_reviews(conn) == []
+
+
+def test_a_refusal_rolled_back_by_its_caller_leaves_nothing(engine, admin):
+    """Why the caller must commit: raising out of the transaction erases the record too."""
     start = head(engine)
     with pytest.raises(workflow.NotPermitted), engine.begin() as conn:
         bg.break_glass(conn, AUDITOR, "e-77", "curious about the patient", T0)
@@ -395,6 +481,10 @@ def test_the_users_command_records_the_console_operator(home_db):
     added = runner.invoke(users_app, ["add", "n-bo", "--role", "nurse", "--password-stdin"],
                           input=PASSWORD + "\n")  # fmt: skip
     assert added.exit_code == 0, added.output
+    with home_db.connect() as conn:
+        enrolled = [r for r in records(conn) if r.action == "mfa.enrol"]
+    assert_record(enrolled[-1], "mfa.enrol", cli_operator(), "user/n-bo", role="operator",
+                  source="cli")  # fmt: skip
     start = head(home_db)
     disabled = runner.invoke(users_app, ["disable", "n-bo"])
     assert disabled.exit_code == 0, disabled.output

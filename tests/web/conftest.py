@@ -60,7 +60,7 @@ def ward_template(tmp_path_factory: pytest.TempPathFactory, model) -> Path:
     with engine.begin() as conn:
         for user_id, role in PEOPLE.items():
             users.add_user(conn, user_id, role, PASSWORD, at=wall_clock(), by="tests")
-            secret = mfa.enrol(conn, user_id, at=wall_clock()).secret
+            secret = mfa.enrol(conn, user_id, at=wall_clock(), by="tests").secret
             (home / f"{user_id}.totp").write_text(secret)
         cds_clients.register_client(conn, EHR_ISSUER, "test EHR", ehr_jwks(), at=wall_clock(),
                                     by="tests")  # fmt: skip

@@ -14,6 +14,7 @@ from starlette.routing import Mount, Route
 
 from wardwatch.clock import ward_now
 from wardwatch.security import audit, roles
+from wardwatch.security.audit_verify import verify
 from wardwatch.security.break_glass import pending_break_glass_reviews
 from wardwatch.ward import worklist
 from wardwatch.web import access
@@ -167,6 +168,62 @@ def test_a_grant_opens_one_patient_not_the_next(ward, admin):
     admin.post(f"/patients/{first.encounter_id}/break-glass", data={"reason": why})
     assert admin.get(f"/patients/{first.encounter_id}").status_code == 200
     assert admin.get(f"/patients/{second.encounter_id}").status_code == 403
+
+
+def _refusals(ward, since: int) -> list:
+    with ward.engine.connect() as conn:
+        return [r for r in audit.records(conn) if r.seq > since
+                and r.action == "break_glass.refused"]  # fmt: skip
+
+
+def _head(ward) -> int:
+    with ward.engine.connect() as conn:
+        return max(r.seq for r in audit.records(conn))
+
+
+@pytest.mark.parametrize(
+    ("user_id", "stay", "reason", "status", "says"),
+    [("auditor.ada", "known", "Curious how the new model scores this patient", 403,
+      "Not allowed for your role"),
+     ("admin.root", "known", "because", 422, "at least 10 characters"),
+     ("admin.root", "unknown", "Restoring the monitor feed for this bed", 404,
+      "There is no stay")],
+    ids=["role-not-allowed", "reason-too-short", "unknown-stay"],
+)  # fmt: skip
+def test_a_refused_break_the_glass_is_committed_to_the_audit_trail(
+    ward, sign_in, user_id, stay, reason, status, says
+):
+    with ward.engine.connect() as conn:
+        bed = worklist(conn, at=ward_now(conn), book=ward.book)[0]
+    encounter_id = bed.encounter_id if stay == "known" else "no-such-stay"
+    start = _head(ward)
+    who = sign_in(user_id)
+    refused = who.post(f"/patients/{encounter_id}/break-glass", data={"reason": reason},
+                       follow_redirects=False)  # fmt: skip
+    assert refused.status_code == status and says in refused.text  # the page, as before
+    (record,) = _refusals(ward, start)
+    role = {"auditor.ada": "auditor", "admin.root": "admin"}[user_id]
+    assert (record.actor, record.role, record.outcome) == (user_id, role, "denied")
+    assert (record.encounter_id, record.object) == (encounter_id, f"encounter/{encounter_id}")
+    assert record.patient_id == (bed.patient_id if stay == "known" else None)
+    assert record.source == "testclient" and record.details["refused"]
+    with ward.engine.connect() as conn:
+        assert pending_break_glass_reviews(conn) == []
+        assert verify(conn).intact
+
+
+def test_an_api_token_refused_the_glass_is_on_record_too(ward, issue_token):
+    with ward.engine.connect() as conn:
+        bed = worklist(conn, at=ward_now(conn), book=ward.book)[0]
+    start = _head(ward)
+    feed = issue_token("system/Patient.rs")
+    why = "Restoring the monitor feed for this bed"
+    response = feed.post(f"/patients/{bed.encounter_id}/break-glass", data={"reason": why},
+                         follow_redirects=False)  # fmt: skip
+    assert response.status_code == 403
+    (record,) = _refusals(ward, start)
+    assert (record.actor, record.role) == ("client:test-feed", "system")
+    assert record.patient_id == bed.patient_id and "API token" in record.details["refused"]
 
 
 # ---------------------------------------------------------------- audited reads

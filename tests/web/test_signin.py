@@ -3,6 +3,7 @@ API tokens and CDS Hooks client JWTs — against the real app on a real SQLite f
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import jwt
@@ -19,9 +20,24 @@ from wardwatch.web.auth import wall_clock
 PASSWORD = "correct horse battery staple 24"  # tests/web/conftest.py's test accounts
 
 
+def signin_page_token(client) -> str:
+    """Open the sign-in page, as a browser does: its cookie is set, its form's token returned."""
+    page = client.get("/signin")
+    assert page.status_code == 200
+    return re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+
+
 def sign_in_form(client, user: str, password: str, code: str, next_: str = ""):
-    data = {"user": user, "password": password, "code": code, "next": next_}
+    """The sign-in form filled in and sent from the sign-in page (opened first)."""
+    data = {"user": user, "password": password, "code": code, "next": next_,
+            "csrf_token": signin_page_token(client)}  # fmt: skip
     return client.post("/signin", data=data, follow_redirects=False)
+
+
+def set_cookie(response, name: str) -> str:
+    """The response's one Set-Cookie header for cookie `name`."""
+    (found,) = [c for c in response.headers.get_list("set-cookie") if c.startswith(f"{name}=")]
+    return found
 
 
 def alerted_bed(ward):
@@ -37,8 +53,7 @@ def test_password_and_totp_sign_in_sets_a_host_only_secure_httponly_cookie(clien
     code = pyotp.TOTP(totp_secrets["dr.snow"]).now()
     response = sign_in_form(client, "dr.snow", PASSWORD, code, "/model")
     assert response.status_code == 303 and response.headers["location"] == "/model"
-    cookie = response.headers["set-cookie"]
-    assert cookie.startswith(f"{sessions.COOKIE}=")
+    cookie = set_cookie(response, sessions.COOKIE)
     for flag in ("Secure", "HttpOnly", "SameSite=lax", "Path=/"):
         assert flag in cookie, flag
     assert "Domain" not in cookie and "Max-Age" not in cookie
@@ -89,6 +104,71 @@ def test_sign_in_never_redirects_off_site(client, totp_secrets):
     code = pyotp.TOTP(totp_secrets["dr.snow"]).now()
     response = sign_in_form(client, "dr.snow", PASSWORD, code, "//evil.example/")
     assert response.headers["location"] == "/ward"
+
+
+# ---------------------------------------------------------------- CSRF before a session
+
+
+def test_the_signin_page_sets_its_forms_token_in_a_strict_short_lived_cookie(client):
+    page = client.get("/signin")
+    cookie = set_cookie(page, sessions.SIGNIN_COOKIE)
+    token = client.cookies.get(sessions.SIGNIN_COOKIE)
+    assert token and f'name="csrf_token" value="{token}"' in page.text
+    for flag in ("Secure", "HttpOnly", "SameSite=strict", "Path=/",
+                 f"Max-Age={sessions.SIGNIN_MAX_AGE}"):  # fmt: skip
+        assert flag in cookie, flag
+    assert "Domain" not in cookie and sessions.SIGNIN_MAX_AGE <= 3600
+    assert signin_page_token(client) == token  # a second tab: the same token, both work
+
+
+def _forge(client, how: str) -> dict[str, str]:
+    """The form field another site's page could send, and the cookie this browser holds."""
+    if how == "no token at all":
+        return {}
+    if how == "no field":
+        signin_page_token(client)
+        return {}
+    if how == "no cookie":
+        token = signin_page_token(client)
+        client.cookies.clear()
+        return {"csrf_token": token}
+    signin_page_token(client)  # the victim's browser has its own token; the attacker's differs
+    return {"csrf_token": sessions.signin_token(None)}
+
+
+@pytest.mark.parametrize("how", ["no token at all", "no field", "no cookie", "another token"])
+def test_a_signin_without_the_pages_token_is_refused_and_checks_nothing(
+    client, ward, totp_secrets, how
+):
+    """Login CSRF: another site posts its own valid credentials to sign this browser in."""
+    code = pyotp.TOTP(totp_secrets["dr.snow"]).now()
+    with ward.engine.connect() as conn:
+        before = len(list(audit.records(conn)))
+    data = {"user": "dr.snow", "password": PASSWORD, "code": code} | _forge(client, how)
+    response = client.post("/signin", data=data, follow_redirects=False)
+    assert response.status_code == 403
+    assert "expired or was not sent from this site" in response.text
+    assert 'value="dr.snow"' not in response.text  # the other site's user name is not kept
+    assert sessions.COOKIE not in response.headers.get("set-cookie", "")
+    assert client.get("/ward", follow_redirects=False).status_code == 303
+    with ward.engine.connect() as conn:
+        assert len(list(audit.records(conn))) == before  # not an attempt: nothing counted
+    assert sign_in_form(client, "dr.snow", PASSWORD, code).status_code == 303  # code unused
+
+
+def test_the_refusal_offers_a_fresh_form_that_works_and_signing_in_ends_its_token(
+    client, totp_secrets
+):
+    refused = client.post("/signin", data={"user": "dr.snow", "password": PASSWORD})
+    assert refused.status_code == 403
+    token = re.search(r'name="csrf_token" value="([^"]+)"', refused.text).group(1)
+    assert token == client.cookies.get(sessions.SIGNIN_COOKIE)
+    code = pyotp.TOTP(totp_secrets["dr.snow"]).now()
+    data = {"user": "dr.snow", "password": PASSWORD, "code": code, "csrf_token": token}
+    response = client.post("/signin", data=data, follow_redirects=False)
+    assert response.status_code == 303
+    assert "Max-Age=0" in set_cookie(response, sessions.SIGNIN_COOKIE)
+    assert client.cookies.get(sessions.SIGNIN_COOKIE) is None
 
 
 # ---------------------------------------------------------------- the session

@@ -97,6 +97,7 @@ ACTIONS = frozenset({
     "login.success", "login.failure", "logout", "account.lock", "permission.change",
     "user.create", "mfa.reset", "session.revoke", "token.issue", "token.revoke", "break_glass",
     "break_glass.review", "consent.change", "audit.verify", "audit.anchor", "audit.export",
+    "mfa.enrol", "mfa.confirm", "mfa.confirm_failure", "break_glass.refused",
 })  # fmt: skip
 _ACTION = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\Z")
 # 64-bit: a busy hospital outgrows 2^31 records. On SQLite, INTEGER PRIMARY KEY is the rowid

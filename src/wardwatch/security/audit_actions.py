@@ -53,7 +53,12 @@ ACTIONS: Mapping[str, str] = {
     "user.enable": "an administrator enabled a user again, clearing any lockout",
     "user.password": "a user's password was replaced (never the password itself)",
     "permission.change": "a user's role changed (detail: old and new role)",
+    "mfa.enrol": "a user was given a TOTP secret and recovery codes (detail: whether they "
+    "replaced earlier ones; never the secrets)",
     "mfa.reset": "a user's TOTP secret and recovery codes were replaced (never the secrets)",
+    "mfa.confirm": "the first code of a user's new TOTP secret was accepted: enrolment complete",
+    "mfa.confirm_failure": "a code was refused for a TOTP secret not yet confirmed (a wrong "
+    "code, a phone clock that is off, the wrong account scanned; never the code)",
     "session.revoke": "sessions were ended by someone else or everywhere (detail: how many)",
     "token.issue": "an API token was issued (detail: client, owner, scopes; never the token)",
     "token.revoke": "API tokens were revoked (one by id, or every token of a user)",
@@ -68,6 +73,8 @@ ACTIONS: Mapping[str, str] = {
     "deployment.live": "governance took the deployment live: risks and alerts are shown",
     # patient privacy
     "break_glass": "a person opened a patient's record without the usual permission",
+    "break_glass.refused": "an attempt to break the glass was refused (detail: why, and the "
+    "reason the person gave)",
     "break_glass.review": "an auditor reviewed a break-the-glass access",
     "consent.change": "a patient's consent to AI scoring or to training was recorded",
     # the audit trail itself

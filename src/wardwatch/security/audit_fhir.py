@@ -72,9 +72,13 @@ _MAP: dict[str, tuple[_Code, _Code | None, str]] = {
     "permission.change": (_SECURITY, (DCM, "110136", "Security Roles Changed"), "U"),
     "user.create": (_SECURITY, (DCM, "110137", "User Security Attributes Changed"), "C"),
     "break_glass": (_SECURITY, (DCM, "110127", "Emergency Override Started"), "E"),
+    "break_glass.refused": (_SECURITY, (DCM, "110127", "Emergency Override Started"), "E"),
     "break_glass.review": (_AUDIT_LOG, None, "U"),
     "account.lock": (_SECURITY, (DCM, "110137", "User Security Attributes Changed"), "U"),
+    "mfa.enrol": (_SECURITY, (DCM, "110137", "User Security Attributes Changed"), "C"),
     "mfa.reset": (_SECURITY, (DCM, "110137", "User Security Attributes Changed"), "U"),
+    "mfa.confirm": (_LOGIN, None, "E"),  # the person proved the new factor works
+    "mfa.confirm_failure": (_LOGIN, None, "E"),
     "session.revoke": (_SECURITY, (DCM, "110137", "User Security Attributes Changed"), "U"),
     "token.issue": (_SECURITY, (DCM, "110137", "User Security Attributes Changed"), "C"),
     "token.revoke": (_SECURITY, (DCM, "110137", "User Security Attributes Changed"), "U"),

@@ -13,6 +13,14 @@ act (evaluating an alert still needs the role that may).
 Both the grant (`break_glass`) and its review (`break_glass.review`) are in the audit trail,
 with the patient, in the caller's transaction: the review queue is a table an administrator
 could edit, the chain is what proves the access happened and who judged it.
+
+So is every attempt that was refused (`break_glass.refused`: who, which stay, why refused,
+and the reason they gave): a role that may not break the glass trying anyway, or a reason too
+short to judge, is what a privacy officer most needs to see. `break_glass` records its own
+refusals (`refuse`) and then raises; callers that refuse for reasons of their own (a stay
+that does not exist, a role refused before the call) record them with `refuse` too. The
+record is written in the caller's transaction, which must therefore commit although the
+attempt failed: catch the error inside the transaction, or the refusal is rolled back with it.
 """
 
 from __future__ import annotations
@@ -102,12 +110,16 @@ def break_glass(
     """Grant `user` an hour's read access to one encounter, for a reason, flagged for review.
 
     Raises NotPermitted if the role may not break the glass, ValueError for a reason shorter
-    than `MIN_REASON` characters (a reason is what the reviewer judges).
+    than `MIN_REASON` characters (a reason is what the reviewer judges). Either refusal is
+    recorded first, in `conn`'s transaction (module docstring: commit it).
     """
-    roles.require_permission(Actor(user.user_id, user.role), "break_glass")
+    actor = Actor(user.user_id, user.role)
     reason = " ".join(reason.split())
-    if len(reason) < MIN_REASON:
-        raise ValueError(f"say why (at least {MIN_REASON} characters): it will be reviewed")
+    try:
+        _check(actor, reason)
+    except (NotPermitted, ValueError) as error:
+        refuse(conn, actor, encounter_id, str(error), reason=reason, source=source)
+        raise
     at = utc_time(at)
     result = conn.execute(
         insert(grants).values(
@@ -117,9 +129,31 @@ def break_glass(
     )  # fmt: skip
     grant_id = result.inserted_primary_key[0]  # type: ignore[index]
     grant = _grant(conn.execute(select(grants).where(grants.c.id == grant_id)).one())
-    _audit(conn, "break_glass", Actor(user.user_id, user.role), grant, source,
-           {"reason": clipped(reason), "expires_at": grant.expires_at.isoformat()})  # fmt: skip
+    _audit(conn, "break_glass", actor, grant.encounter_id, f"break_glass/{grant.grant_id}",
+           source, {"reason": clipped(reason),
+                    "expires_at": grant.expires_at.isoformat()})  # fmt: skip
     return grant
+
+
+def _check(actor: Actor, reason: str) -> None:
+    roles.require_permission(actor, "break_glass")
+    if len(reason) < MIN_REASON:
+        raise ValueError(f"say why (at least {MIN_REASON} characters): it will be reviewed")
+
+
+def refuse(
+    conn: Connection, actor: Actor | User, encounter_id: str, why: str, *, reason: str = "",
+    source: str = "cli",
+) -> None:  # fmt: skip
+    """Record a refused attempt to break the glass: who, which stay, why it was refused and
+    the reason they gave, in the caller's transaction (which must commit: module docstring)."""
+    detail = {"refused": clipped(why)}
+    if reason.strip():
+        detail["reason"] = clipped(" ".join(reason.split()))
+    # the id as asked for: it may name no stay, and may be longer than a stored one
+    who = Actor(actor.user_id[:64], actor.role[:32])  # an API token's client name may be long
+    _audit(conn, "break_glass.refused", who, encounter_id[:64],
+           f"encounter/{encounter_id}"[:200], source, detail, outcome="denied")  # fmt: skip
 
 
 def active_grant(
@@ -168,20 +202,21 @@ def review(
                 review_note=note.strip())
     )  # fmt: skip
     grant = _grant(conn.execute(select(grants).where(grants.c.id == grant_id)).one())
-    _audit(conn, "break_glass.review", reviewer, grant, source,
+    _audit(conn, "break_glass.review", reviewer, grant.encounter_id,
+           f"break_glass/{grant.grant_id}", source,
            {"note": clipped(note.strip()), "grant_of": grant.user_id})  # fmt: skip
     return grant
 
 
-def _audit(conn: Connection, action: str, actor: Actor, grant: BreakGlassGrant, source: str,
-           detail: dict[str, str]) -> None:  # fmt: skip
-    """Append the record of a grant or review, naming the patient, in the caller's
-    transaction (rule 5)."""
+def _audit(conn: Connection, action: str, actor: Actor, encounter_id: str, what: str,
+           source: str, detail: dict[str, str], outcome: str = "success") -> None:  # fmt: skip
+    """Append the record of a grant, a review or a refusal, naming the patient, in the
+    caller's transaction (rule 5)."""
     patient_id = conn.execute(
-        select(encounters.c.patient_id).where(encounters.c.encounter_id == grant.encounter_id)
+        select(encounters.c.patient_id).where(encounters.c.encounter_id == encounter_id)
     ).scalar()  # None: a stay not (yet) in the store, still audited by its encounter
     audit.record(conn, audit.AuditEvent(
         action, actor=actor.user_id, role=actor.role, patient_id=patient_id,
-        encounter_id=grant.encounter_id, object=f"break_glass/{grant.grant_id}",
-        source=source[:64], detail=detail,
+        encounter_id=encounter_id, object=what, source=source[:64], outcome=outcome,
+        detail=detail,
     ))  # fmt: skip

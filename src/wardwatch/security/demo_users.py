@@ -68,7 +68,7 @@ def _account(conn: Connection, user_id: str, role: str, name: str, *, at: dateti
         users.set_password(conn, user_id, password, at=at, by=DEMO_BY, hasher=hasher)
         users.change_role(conn, user_id, role, at=at, by=DEMO_BY)
         users.enable_user(conn, user_id, at=at, by=DEMO_BY)
-    enrolment = mfa.enrol(conn, user_id, at=at)
+    enrolment = mfa.enrol(conn, user_id, at=at, by=DEMO_BY)
     return DemoCredential(user_id, role, name, password, enrolment.secret, enrolment.uri,
                           enrolment.recovery_codes)  # fmt: skip
 

@@ -25,11 +25,13 @@ unlock accounts by running time forward).
 
 Every attempt is in the audit trail: `login.success` (with the factor: a recovery code used
 means a lost phone, or someone else's), `login.failure` with the precise outcome, and
-`account.lock` when failures lock an id. A refusal is *returned*, never raised, so the
-caller's transaction commits the failure count and its audit record together: a caller must
-commit after a refused attempt as after a success (raising inside `engine.begin()` would
-roll back both, and erase the attempt). An id that is no user is recorded by a digest only:
-it may be a password typed into the wrong box, and the chain keeps everything for good.
+`account.lock` when failures lock an id; the first code typed from a new TOTP secret also
+confirms its enrolment, or fails to (`mfa.confirm`, `mfa.confirm_failure`: see `mfa`). A
+refusal is *returned*, never raised, so the caller's transaction commits the failure count
+and its audit record together: a caller must commit after a refused attempt as after a
+success (raising inside `engine.begin()` would roll back both, and erase the attempt). An
+id that is no user is recorded by a digest only: it may be a password typed into the wrong
+box, and the chain keeps everything for good.
 """
 
 from __future__ import annotations
@@ -134,7 +136,7 @@ def authenticate(
         return failed.refuse("no_mfa", reason)
     second = None
     if needs_mfa:
-        second = mfa.verify_second_factor(conn, login, totp_or_recovery_code, at=at)
+        second = mfa.verify_second_factor(conn, login, totp_or_recovery_code, at=at, source=source)
         if second is None:
             return failed.count("bad_code")
     if row.disabled:

@@ -15,6 +15,14 @@ Recovery codes are for a lost phone: ten per enrolment, each usable once, shown 
 are 80 random bits (16 characters from an alphabet without 0/O and 1/I), so a plain SHA-256
 suffices to store them (nothing to brute-force, unlike a password) and a code can be found
 by its hash instead of trying ten slow hashes.
+
+Every change to a second factor is in the audit trail, naming who did it and for whom, and
+never the secret, its URI or a code: `mfa.enrol` (a new secret issued; `replaced` says
+whether an earlier one stopped working), `mfa.reset` (a lost phone, by an administrator),
+then `mfa.confirm` when the first code of a new secret is accepted (the phone has it: the
+enrolment is complete) or `mfa.confirm_failure` for each code refused before that (a
+mistyped code, a phone clock that is wrong, or the wrong account scanned). There is no way
+to remove a second factor: every human role must have one (`roles.MFA_REQUIRED`).
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ import io
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import pyotp
 import segno
@@ -168,16 +176,16 @@ def looks_like_totp(code: str) -> bool:
 # ---------------------------------------------------------------- stored enrolment
 
 
-def enrol(conn: Connection, user_id: str, *, at: datetime, issuer: str = ISSUER) -> Enrolment:
-    """Give the user a new TOTP secret and new recovery codes, replacing any old ones."""
-    user = require_user(conn, user_id)
-    secret = new_secret()
-    conn.execute(
-        update(users).where(users.c.user_id == user.user_id)
-        .values(totp_secret=secret, totp_last_step=None, mfa_enrolled_at=utc_time(at))
-    )  # fmt: skip
-    codes = replace_recovery_codes(conn, user.user_id, at=at)
-    return Enrolment(user.user_id, secret, provisioning_uri(secret, user.user_id, issuer), codes)
+def enrol(
+    conn: Connection, user_id: str, *, at: datetime, by: str, source: str = "cli",
+    issuer: str = ISSUER,
+) -> Enrolment:  # fmt: skip
+    """Give the user a new TOTP secret and new recovery codes, replacing any old ones;
+    `by` (who enrolled them) is recorded, never the secret (module docstring)."""
+    replaced = _has_secret(conn, user_id)
+    enrolment = _issue(conn, user_id, at=at, issuer=issuer)
+    _audit(conn, "mfa.enrol", by, enrolment.user_id, source, {"replaced": replaced})
+    return enrolment
 
 
 def reset_mfa(
@@ -188,12 +196,35 @@ def reset_mfa(
     Callers should also revoke the user's sessions (`sessions.revoke_all`): whoever has the
     old phone may be signed in.
     """
-    enrolment = enrol(conn, user_id, at=at)
-    audit.record(conn, audit.AuditEvent(  # who and for whom only: never the secret or codes
-        "mfa.reset", actor=by[:64], role=role_of(conn, by), object=f"user/{enrolment.user_id}",
-        source=source[:64],
-    ))  # fmt: skip
+    enrolment = _issue(conn, user_id, at=at)
+    _audit(conn, "mfa.reset", by, enrolment.user_id, source)
     return enrolment
+
+
+def _issue(conn: Connection, user_id: str, *, at: datetime, issuer: str = ISSUER) -> Enrolment:
+    user = require_user(conn, user_id)
+    secret = new_secret()
+    conn.execute(
+        update(users).where(users.c.user_id == user.user_id)
+        .values(totp_secret=secret, totp_last_step=None, mfa_enrolled_at=utc_time(at))
+    )  # fmt: skip
+    codes = replace_recovery_codes(conn, user.user_id, at=at)
+    return Enrolment(user.user_id, secret, provisioning_uri(secret, user.user_id, issuer), codes)
+
+
+def _has_secret(conn: Connection, user_id: str) -> bool:
+    query = select(users.c.totp_secret).where(users.c.user_id == normalize_user_id(user_id))
+    return conn.execute(query).scalar() is not None
+
+
+def _audit(conn: Connection, action: str, by: str, user_id: str, source: str,
+           detail: dict[str, Any] | None = None, outcome: str = "success") -> None:  # fmt: skip
+    """Append the record of a change to the user's second factor: who and for whom only,
+    never the secret or codes (rule 5), in the caller's transaction."""
+    audit.record(conn, audit.AuditEvent(
+        action, actor=by[:64], role=role_of(conn, by), object=f"user/{user_id}",
+        source=source[:64], outcome=outcome, detail=detail,
+    ))  # fmt: skip
 
 
 def replace_recovery_codes(conn: Connection, user_id: str, *, at: datetime) -> tuple[str, ...]:
@@ -217,34 +248,53 @@ def recovery_codes_left(conn: Connection, user_id: str) -> int:
 
 
 def verify_second_factor(
-    conn: Connection, user_id: str, code: str, *, at: datetime
+    conn: Connection, user_id: str, code: str, *, at: datetime, source: str = "cli"
 ) -> SecondFactor | None:
     """Accept `code` (a TOTP code or a recovery code) once, or return None.
 
-    Accepting consumes it: the TOTP step is recorded, the recovery code marked used.
+    Accepting consumes it: the TOTP step is recorded, the recovery code marked used. A TOTP
+    code for a secret none of whose codes was accepted yet confirms (or fails to confirm)
+    its enrolment, and that is recorded, from `source` (module docstring).
     """
     user_id = normalize_user_id(user_id)
-    accepted = _use_totp(conn, user_id, code, at) if looks_like_totp(code) else (
+    accepted = _use_totp(conn, user_id, code, at, source) if looks_like_totp(code) else (
         _use_recovery_code(conn, user_id, code, at))  # fmt: skip
     if accepted is None:
         return None
     return SecondFactor(accepted, recovery_codes_left(conn, user_id))
 
 
-def _use_totp(conn: Connection, user_id: str, code: str, at: datetime) -> Factor | None:
-    row = conn.execute(
-        select(users.c.totp_secret, users.c.totp_last_step).where(users.c.user_id == user_id)
-    ).first()
+def _use_totp(
+    conn: Connection, user_id: str, code: str, at: datetime, source: str
+) -> Factor | None:
+    columns = (users.c.totp_secret, users.c.totp_last_step, users.c.mfa_enrolled_at)
+    row = conn.execute(select(*columns).where(users.c.user_id == user_id)).first()
     if row is None or row.totp_secret is None:
         return None
     step = matching_step(row.totp_secret, code, at, row.totp_last_step)
-    if step is None:
-        return None
+    accepted = step is not None and _consume_step(conn, user_id, step)
+    if row.totp_last_step is None:  # the new secret's first code: the enrolment's proof
+        _confirmation(conn, user_id, accepted, row.mfa_enrolled_at, source)
+    return "totp" if accepted else None
+
+
+def _consume_step(conn: Connection, user_id: str, step: int) -> bool:
+    """Record `step` as used, unless it (or a later one) already was: True if this won."""
     unused = (users.c.totp_last_step.is_(None)) | (users.c.totp_last_step < step)
     result = conn.execute(
         update(users).where(users.c.user_id == user_id, unused).values(totp_last_step=step)
     )
-    return "totp" if result.rowcount == 1 else None
+    return result.rowcount == 1
+
+
+def _confirmation(conn: Connection, user_id: str, accepted: bool, enrolled_at: datetime | None,
+                  source: str) -> None:  # fmt: skip
+    """The user's own record of confirming their enrolment, or of a code that failed to."""
+    detail = {"enrolled_at": enrolled_at.isoformat()} if enrolled_at else None
+    if accepted:
+        _audit(conn, "mfa.confirm", user_id, user_id, source, detail)
+    else:
+        _audit(conn, "mfa.confirm_failure", user_id, user_id, source, detail, outcome="denied")
 
 
 def _use_recovery_code(conn: Connection, user_id: str, code: str, at: datetime) -> Factor | None:

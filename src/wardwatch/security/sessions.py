@@ -29,12 +29,21 @@ CSRF: each session has one token, HMAC-SHA256 keyed by the session token itself.
 it in every form (and htmx in a header); the server recomputes it from the cookie and compares
 in constant time. Nothing extra is stored, and an attacker who cannot read the cookie cannot
 compute it. Errors: `SessionInvalid` and `CsrfMismatch` are PermissionErrors.
+
+CSRF before a session (`SIGNIN_COOKIE`): the sign-in form itself must be protected too, or
+another site could post an attacker's credentials and sign a clinician's browser in as the
+attacker, whose account would then receive what the clinician records. There is no session
+to derive a token from yet, so the sign-in page sets a random token in a cookie and in a
+hidden field (double submit), and the POST must carry both, equal (constant time). The
+cookie is __Host- (no sibling subdomain can plant one), HttpOnly, SameSite=Strict (never sent
+with another site's request) and short-lived (`SIGNIN_MAX_AGE`); signing in deletes it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -55,6 +64,9 @@ COOKIE_HTTPONLY = True
 CSRF_FORM_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 TOUCH_EVERY = timedelta(seconds=30)
+SIGNIN_COOKIE = "__Host-wardwatch_signin"
+SIGNIN_MAX_AGE = 30 * 60  # seconds: a sign-in page older than this is reloaded, not trusted
+_SIGNIN_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # what secrets.token_urlsafe(32) makes
 _CSRF_LABEL = b"wardwatch csrf v1"
 
 sessions = Table(
@@ -279,6 +291,21 @@ def require_csrf(session_token: str, submitted: str | None) -> None:
         raise CsrfMismatch("the form's security token does not match: reload the page and retry")
 
 
+def signin_token(cookie: str | None) -> str:
+    """The sign-in form's token: the browser's own (`cookie`) if it has a well-formed one, so
+    two sign-in tabs both work, else a new random one (256 bits)."""
+    if cookie and _SIGNIN_TOKEN.fullmatch(cookie):
+        return cookie
+    return secrets.token_urlsafe(32)
+
+
+def signin_token_ok(cookie: str | None, submitted: str | None) -> bool:
+    """Whether the sign-in form's field matches its cookie (constant-time comparison)."""
+    if not cookie or not submitted:
+        return False
+    return hmac.compare_digest(cookie.encode("utf-8"), submitted.encode("utf-8"))
+
+
 # ---------------------------------------------------------------- the cookie
 
 
@@ -292,6 +319,17 @@ def cookie_kwargs(token: str) -> dict[str, Any]:
         "httponly": COOKIE_HTTPONLY,
         "samesite": COOKIE_SAMESITE,
     }
+
+
+def signin_cookie_kwargs(token: str) -> dict[str, Any]:
+    """`response.set_cookie` arguments for the sign-in form's token (module docstring)."""
+    return {"key": SIGNIN_COOKIE, "value": token, "path": "/", "max_age": SIGNIN_MAX_AGE,
+            "secure": True, "httponly": True, "samesite": "strict"}  # fmt: skip
+
+
+def delete_signin_cookie_kwargs() -> dict[str, Any]:
+    return {"key": SIGNIN_COOKIE, "path": "/", "secure": True, "httponly": True,
+            "samesite": "strict"}  # fmt: skip
 
 
 def delete_cookie_kwargs() -> dict[str, Any]:

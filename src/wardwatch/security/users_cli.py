@@ -102,7 +102,7 @@ def add(
         with engine.begin() as conn:
             user = users.add_user(conn, user_id, role, password, at=_now(), by=_operator(),
                                   display_name=display_name)  # fmt: skip
-            enrolment = mfa.enrol(conn, user.user_id, at=_now())
+            enrolment = mfa.enrol(conn, user.user_id, at=_now(), by=_operator())
     except WeakPassword as error:
         raise _fail(f"password {error}") from error
     except (ValueError, LookupError) as error:

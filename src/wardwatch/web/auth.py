@@ -3,6 +3,8 @@
     session   a person who signed in with password + TOTP (`security.login`); the cookie is
               `sessions.COOKIE`. Forms and htmx requests that change anything must carry the
               session's CSRF token (form field `csrf_token` or header `X-CSRF-Token`).
+              The sign-in form, sent before there is a session, carries a token of its own
+              (`sessions.SIGNIN_COOKIE`, checked by the sign-in route in `pages`).
     token     an EHR, interface engine or script with an API token (`security.tokens`), in
               `Authorization: Bearer wwt_...`; allowed what its SMART scopes allow. No CSRF:
               a browser never attaches a bearer token by itself.

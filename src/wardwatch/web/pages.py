@@ -8,7 +8,9 @@ Routes and what each one needs (see `access`):
 
     GET  /                    Public       → the page for the role (worklist, or model card)
     GET  /signin, POST /signin
-                              Public       password + TOTP (or a recovery code)
+                              Public       password + TOTP (or a recovery code); the POST
+                                           must carry the page's sign-in token (CSRF before
+                                           a session: `sessions.SIGNIN_COOKIE`), else 403
     POST /signout             SignedIn     ends this session (`?everywhere=1`: all of them)
     GET  /ward                patient.read the unit worklist, highest risk first (audited)
     GET  /ward/rows           patient.read its rows (the htmx refresh; not a new read)
@@ -68,6 +70,8 @@ FEEDBACK_LIMIT = 4000  # characters: a paragraph or two, not a document
 views_worklist = Require("patient.read", audit="worklist.read")
 sends_feedback = Require("feedback")
 sign_in_page = Public("the sign-in page shows nothing but the form")
+SIGNIN_REFUSED = ("This sign-in form has expired or was not sent from this site, so nothing "
+                  "was checked: sign in again.")  # fmt: skip
 
 
 # ---------------------------------------------------------------- sign-in
@@ -107,8 +111,13 @@ def signin_page(
 
 def _signin(request: Request, target: str, error: str = "", user: str = "",
             status_code: int = 200) -> HTMLResponse:  # fmt: skip
-    context = {"next": local_path(target, ""), "error": error, "user": user}
-    return render(request, "signin.html", None, context, status_code=status_code)
+    """The sign-in page, its form's token set in the cookie beside it (see `sessions`)."""
+    token = sessions.signin_token(request.cookies.get(sessions.SIGNIN_COOKIE))
+    context = {"next": local_path(target, ""), "error": error, "user": user,
+               "signin_token": token}  # fmt: skip
+    response = render(request, "signin.html", None, context, status_code=status_code)
+    response.set_cookie(**sessions.signin_cookie_kwargs(token))
+    return response
 
 
 @router.post("/signin")
@@ -120,9 +129,16 @@ def signin(
     password: Annotated[str, Form(max_length=1000)] = "",
     code: Annotated[str, Form(max_length=100)] = "",
     next: Annotated[str, Form(max_length=2000)] = "",
+    csrf_token: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
     """Password and second factor; a session cookie on success. Failures are counted and
-    committed (the lockout needs them), and say no more than "wrong user, password or code"."""
+    committed (the lockout needs them), and say no more than "wrong user, password or code".
+
+    A form without the sign-in page's token is refused first (403, the form again, without
+    the user name typed: it may be the other site's): another site posting its own
+    credentials must not sign this browser in, nor count as a failure towards a lockout."""
+    if not sessions.signin_token_ok(request.cookies.get(sessions.SIGNIN_COOKIE), csrf_token):
+        return _signin(request, next, SIGNIN_REFUSED, status_code=403)
     result = login.authenticate(conn, user, password, code, at=wall_clock(),
                                 source=client_address(request))  # fmt: skip
     if not result.ok or result.session is None or result.user is None:
@@ -130,6 +146,7 @@ def signin(
     target = local_path(next, home_of(result.user.actor))
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(**sessions.cookie_kwargs(result.session.token))
+    response.delete_cookie(**sessions.delete_signin_cookie_kwargs())  # spent: the next is new
     return response
 
 

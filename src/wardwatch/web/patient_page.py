@@ -18,7 +18,9 @@ Routes and the permission each declares (see `access`):
     POST /patients/{id}/assessment                        may_assess
     POST /patients/{id}/escalate                          may_escalate
 
-Every action runs in the request's transaction and is rolled back whole when refused.
+Every action runs in the request's transaction and is rolled back whole when refused, but
+one: breaking the glass, whose refusals must stay on record (`security.break_glass`), runs
+in a transaction of its own that commits a refusal's record before the refusal is shown.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from wardwatch.alerts.workflow import (
     Actor,
     AlertRecord,
     IllegalTransition,
+    NotPermitted,
 )
 from wardwatch.chart import Chart, ChartNotFound, open_chart, stay_history
 from wardwatch.explain import WhatIf, WhatIfError, what_if
@@ -64,7 +67,7 @@ from wardwatch.web.access import (
     may_escalate,
     may_pause,
 )
-from wardwatch.web.auth import client_address, wall_clock
+from wardwatch.web.auth import Principal, client_address, csrf_protected, wall_clock
 from wardwatch.web.deps import Services, connection, now, services
 from wardwatch.web.rendering import render
 
@@ -87,7 +90,34 @@ DONE: Mapping[str, str] = {
 OPTED_OUT = "This patient opted out of AI scoring: no risk is computed or shown."
 reads_chart = Require("patient.read", patient=True, audit="patient.read")
 asks_what_if = Require("whatif", patient=True, audit="what_if")
-may_break_glass = Require("break_glass")
+
+
+class MayBreakGlass(Require):
+    """`Require("break_glass")`, and a refused principal's attempt is on record
+    (`break_glass.refuse`), committed in a transaction of its own because the request's rolls
+    back with the refusal. Requests refused before this (not signed in, a form without its
+    CSRF token) name nobody who could be recorded."""
+
+    def __init__(self) -> None:
+        super().__init__("break_glass")
+
+    def __call__(  # type: ignore[override]
+        self,
+        request: Request,
+        who: Principal = Depends(csrf_protected),  # noqa: B008
+        conn: Connection = Depends(connection),  # noqa: B008
+        svc: Services = Depends(services),  # noqa: B008
+    ) -> Actor:
+        try:
+            return super().__call__(request, who, conn)
+        except NotPermitted as error:
+            encounter_id = str(request.path_params.get("encounter_id", ""))
+            with svc.engine.begin() as own:
+                break_glass.refuse(own, who.actor, encounter_id, str(error), source=who.source)
+            raise
+
+
+may_break_glass = MayBreakGlass()
 
 
 # ---------------------------------------------------------------- the page
@@ -130,20 +160,37 @@ def open_by_breaking_glass(
     request: Request,
     encounter_id: str,
     actor: Annotated[Actor, Depends(may_break_glass)],
-    conn: Annotated[Connection, Depends(connection)],
+    svc: Annotated[Services, Depends(services)],
     reason: Annotated[str, Form(max_length=2000)] = "",
 ) -> RedirectResponse:
-    """Open one record for an hour with a written reason; governance reviews every grant."""
+    """Open one record for an hour with a written reason; governance reviews every grant.
+
+    A transaction of its own, committed whether or not the glass breaks: a refusal leaves
+    its record (`break_glass.refuse`), which the request's transaction would roll back."""
+    with svc.engine.begin() as conn:
+        refusal = _break_the_glass(conn, actor, encounter_id, reason, client_address(request))
+    if refusal is not None:
+        raise refusal
+    return RedirectResponse(f"/patients/{quote(encounter_id, safe='')}", status_code=303)
+
+
+def _break_the_glass(
+    conn: Connection, actor: Actor, encounter_id: str, reason: str, source: str
+) -> Exception | None:
+    """None once the grant is made; else the refusal to show, its record written in `conn`."""
     if not conn.execute(select(encounters.c.encounter_id).where(
             encounters.c.encounter_id == encounter_id)).first():  # fmt: skip
-        raise ChartNotFound(f"There is no stay {encounter_id!r}.")
+        refusal = ChartNotFound(f"There is no stay {encounter_id!r}.")
+        break_glass.refuse(conn, actor, encounter_id, str(refusal), reason=reason, source=source)
+        return refusal
     try:
         # the wall clock, not the ward clock: like every access control (see `auth`)
-        break_glass.break_glass(conn, actor, encounter_id, reason, wall_clock(),
-                                source=client_address(request))  # fmt: skip
+        break_glass.break_glass(conn, actor, encounter_id, reason, wall_clock(), source=source)
+    except NotPermitted as error:  # already refused by `may_break_glass`; recorded all the same
+        return error
     except ValueError as error:
-        raise FormError(str(error)) from None
-    return RedirectResponse(f"/patients/{quote(encounter_id, safe='')}", status_code=303)
+        return FormError(str(error))
+    return None
 
 
 # ---------------------------------------------------------------- what-if
