@@ -88,3 +88,23 @@ def test_nobody_reviews_their_own_grant(monkeypatch, conn):
     grant = bg.break_glass(conn, ADMIN, "e1", REASON, T0)
     with pytest.raises(NotPermitted, match="own"):
         bg.review(conn, grant.grant_id, ADMIN, "it was me, and fine", T0)
+
+
+def test_refused_attempts_are_read_back_from_the_audit_trail_newest_first(conn):
+    with pytest.raises(ValueError):
+        bg.break_glass(conn, ADMIN, "e1", "because", T0)  # refused now, by the wall clock
+    for minutes, who in ((1, ADMIN), (2, Actor("ds-cy", "data_scientist"))):
+        bg.refuse(conn, who, f"e{minutes}", "not allowed", reason=REASON,
+                  at=T0 + timedelta(minutes=minutes))  # fmt: skip
+    bg.break_glass(conn, ADMIN, "e3", REASON, T0)  # granted: no refusal
+    found = bg.refused_attempts(conn, since=T0)
+    assert [(r.user_id, r.role, r.encounter_id) for r in found] == [
+        ("admin-al", "admin", "e1"), ("ds-cy", "data_scientist", "e2"),
+        ("admin-al", "admin", "e1")]  # fmt: skip
+    assert "at least 10" in found[0].why and found[0].reason == "because"
+    assert (found[1].why, found[1].reason, found[1].at) == (
+        "not allowed", REASON, T0 + timedelta(minutes=2))  # fmt: skip
+    assert [r.encounter_id for r in bg.refused_attempts(conn, since=T0, limit=1)] == ["e1"]
+    assert [r.user_id for r in bg.refused_attempts(conn, since=T0 + timedelta(minutes=1))] == [
+        "admin-al", "ds-cy"]  # fmt: skip
+    assert bg.refusals_by_person(conn, since=T0) == [("admin-al", 2), ("ds-cy", 1)]

@@ -21,10 +21,12 @@ refusals (`refuse`) and then raises; callers that refuse for reasons of their ow
 that does not exist, a role refused before the call) record them with `refuse` too. The
 record is written in the caller's transaction, which must therefore commit although the
 attempt failed: catch the error inside the transaction, or the refusal is rolled back with it.
+`refused_attempts` and `refusals_by_person` read them back from the trail for governance.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,6 +41,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    func,
     insert,
     select,
     update,
@@ -143,17 +146,18 @@ def _check(actor: Actor, reason: str) -> None:
 
 def refuse(
     conn: Connection, actor: Actor | User, encounter_id: str, why: str, *, reason: str = "",
-    source: str = "cli",
+    source: str = "cli", at: datetime | None = None,
 ) -> None:  # fmt: skip
     """Record a refused attempt to break the glass: who, which stay, why it was refused and
-    the reason they gave, in the caller's transaction (which must commit: module docstring)."""
+    the reason they gave, in the caller's transaction (which must commit: module docstring).
+    `at` is when it was refused: now (the wall clock, as every audit record) unless given."""
     detail = {"refused": clipped(why)}
     if reason.strip():
         detail["reason"] = clipped(" ".join(reason.split()))
     # the id as asked for: it may name no stay, and may be longer than a stored one
     who = Actor(actor.user_id[:64], actor.role[:32])  # an API token's client name may be long
     _audit(conn, "break_glass.refused", who, encounter_id[:64],
-           f"encounter/{encounter_id}"[:200], source, detail, outcome="denied")  # fmt: skip
+           f"encounter/{encounter_id}"[:200], source, detail, outcome="denied", at=at)  # fmt: skip
 
 
 def active_grant(
@@ -183,6 +187,51 @@ def pending_break_glass_reviews(conn: Connection) -> list[BreakGlassGrant]:
     return [_grant(row) for row in conn.execute(query)]
 
 
+@dataclass(frozen=True, slots=True)
+class RefusedAttempt:
+    """One refused attempt to break the glass, as its audit record tells it."""
+
+    at: datetime
+    user_id: str
+    role: str  # the role they held when they tried
+    encounter_id: str  # the stay asked for: it may name none that exists
+    why: str  # why it was refused
+    reason: str  # what they typed, shortened as the record keeps it ("" if nothing)
+
+
+def _refusals_since(since: datetime) -> Any:
+    # by time first: `at` is indexed, so the query reads the window only, not the whole trail
+    return (audit.audit_events.c.at > utc_time(since),
+            audit.audit_events.c.action == "break_glass.refused")  # fmt: skip
+
+
+def refused_attempts(conn: Connection, since: datetime, limit: int = 50) -> list[RefusedAttempt]:
+    """The refused attempts recorded after `since`, newest first, at most `limit`: read from
+    the audit trail, which is where they are kept (there is no table of refusals to edit)."""
+    events = audit.audit_events.c
+    query = (select(events.at, events.actor, events.role, events.encounter_id, events.detail)
+             .where(*_refusals_since(since)).order_by(events.at.desc(), events.seq.desc())
+             .limit(limit))  # fmt: skip
+    return [_refused(row) for row in conn.execute(query)]
+
+
+def _refused(row: Any) -> RefusedAttempt:
+    detail = json.loads(row.detail) if row.detail else {}
+    why, reason = str(detail.get("refused", "")), str(detail.get("reason", ""))
+    return RefusedAttempt(row.at, row.actor, row.role, row.encounter_id or "", why, reason)
+
+
+def refusals_by_person(conn: Connection, since: datetime) -> list[tuple[str, int]]:
+    """(who, how many refusals) after `since`, most first: one person refused again and again
+    is what a privacy officer looks for. Counted in full, however many `refused_attempts`
+    lists."""
+    events = audit.audit_events.c
+    count = func.count().label("refusals")
+    query = (select(events.actor, count).where(*_refusals_since(since))
+             .group_by(events.actor).order_by(count.desc(), events.actor))  # fmt: skip
+    return [(row.actor, int(row.refusals)) for row in conn.execute(query)]
+
+
 def review(
     conn: Connection, grant_id: int, reviewer: Actor, note: str, at: datetime, *,
     source: str = "cli",
@@ -209,7 +258,8 @@ def review(
 
 
 def _audit(conn: Connection, action: str, actor: Actor, encounter_id: str, what: str,
-           source: str, detail: dict[str, str], outcome: str = "success") -> None:  # fmt: skip
+           source: str, detail: dict[str, str], outcome: str = "success",
+           at: datetime | None = None) -> None:  # fmt: skip
     """Append the record of a grant, a review or a refusal, naming the patient, in the
     caller's transaction (rule 5)."""
     patient_id = conn.execute(
@@ -218,5 +268,5 @@ def _audit(conn: Connection, action: str, actor: Actor, encounter_id: str, what:
     audit.record(conn, audit.AuditEvent(
         action, actor=actor.user_id, role=actor.role, patient_id=patient_id,
         encounter_id=encounter_id, object=what, source=source[:64], outcome=outcome,
-        detail=detail,
+        detail=detail, at=at,
     ))  # fmt: skip

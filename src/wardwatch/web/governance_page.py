@@ -1,9 +1,11 @@
 """The governance dashboard: what the committee reads before it promotes, rolls back or signs
 off — the models in service, shadows against the active model, drift notices, the latest
-fairness audit, incidents, and break-the-glass accesses waiting for review.
+fairness audit, incidents, break-the-glass accesses waiting for review and the attempts to
+break the glass that were refused.
 
-No patient data on this page: figures are aggregates, and the break-the-glass queue (who
-opened which encounter, and why) is shown only to roles that review it.
+No patient data on this page: figures are aggregates, and the break-the-glass queue and its
+refusals (who opened, or tried to open, which encounter, and why) are shown only to roles
+that review it; the others see how many.
 
 Routes and the permission each declares (see `access`):
 
@@ -22,7 +24,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from html import escape
 from pathlib import Path
 from typing import Annotated, Any
@@ -54,6 +56,8 @@ reviews_break_glass = Require("break_glass.review")
 templates.env.globals.setdefault("has_permission", roles.has_permission)
 
 HISTORY_SHOWN = 20  # registry events in the "recent changes" table
+REFUSALS_WINDOW = timedelta(days=30)  # refused break-the-glass attempts: a month's look back
+REFUSALS_SHOWN = 50
 RUNS_SHOWN = 10
 DONE: Mapping[str, str] = {
     "acknowledged": "Notice acknowledged. It stays in the monitor's record with your note.",
@@ -76,8 +80,9 @@ def governance(
     reviewer = roles.has_permission(actor.role, "break_glass.review")
     pending = break_glass.pending_break_glass_reviews(conn)
     reports = Path(svc.pipeline.settings.home) / "reports"
+    now = wall_clock()
     context = {
-        "now": wall_clock(),
+        "now": now,
         "notice": DONE.get(request.query_params.get("done", ""), ""),
         "in_service": in_service(conn),
         "fixed_version": svc.model.version,
@@ -92,9 +97,20 @@ def governance(
         "reviewer": reviewer,
         "pending": pending if reviewer else [],
         "pending_count": len(pending),
+        **refusals(conn, now, reviewer),
         "may_acknowledge": roles.has_permission(actor.role, "monitor.acknowledge"),
     }
     return render(request, "governance.html", actor, context)
+
+
+def refusals(conn: Connection, now: datetime, reviewer: bool) -> dict[str, Any]:
+    """The last 30 days' refused break-the-glass attempts: how many for everyone who reads the
+    page; who tried which stay, and why, for reviewers only (as the review queue)."""
+    since = now - REFUSALS_WINDOW
+    by_person = break_glass.refusals_by_person(conn, since)
+    shown = break_glass.refused_attempts(conn, since, REFUSALS_SHOWN) if reviewer else []
+    return {"refused": shown, "refused_count": sum(n for _, n in by_person),
+            "refused_by_person": by_person if reviewer else []}  # fmt: skip
 
 
 def in_service(conn: Connection) -> list[dict[str, Any]]:
