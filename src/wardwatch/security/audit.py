@@ -123,6 +123,9 @@ audit_events = Table(
     Column("hash", String(64), nullable=False),
     Index("ix_audit_events_patient", "patient_id", "seq"),
     Index("ix_audit_events_at", "at"),
+    # One kind of record over a period: the governance page's refused break-the-glass
+    # attempts of the last month, among every patient read of that month.
+    Index("ix_audit_events_action_at", "action", "at"),
 )
 
 # The head of the chain, one row (id 1): the lock appenders queue on, and a cross-check.
