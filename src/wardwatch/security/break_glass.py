@@ -200,7 +200,7 @@ class RefusedAttempt:
 
 
 def _refusals_since(since: datetime) -> Any:
-    # by time first: `at` is indexed, so the query reads the window only, not the whole trail
+    # ix_audit_events_action_at: the query reads this kind's window only, not the whole trail
     return (audit.audit_events.c.at > utc_time(since),
             audit.audit_events.c.action == "break_glass.refused")  # fmt: skip
 
